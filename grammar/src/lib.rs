@@ -1,0 +1,18 @@
+//! The Cairn language: grammar, syntax tree and formatter.
+//!
+//! - [`parse`]: source text to a [`ast::SourceFile`] plus syntax diagnostics; never fails.
+//! - [`format`]: the canonical layout of a file, keeping its comments.
+//! - [`ast`]: the typed tree with byte spans.
+//! - [`diagnostic`]: the one shape every finding takes, syntax or semantic.
+//! - [`lines`]: byte offsets to lines and columns.
+
+pub mod ast;
+pub mod diagnostic;
+mod fmt;
+pub mod lines;
+pub mod parse;
+mod scan;
+
+pub use diagnostic::{Diagnostic, Label, Severity};
+pub use fmt::{FormatError, format};
+pub use parse::{Parsed, parse, parse_bytes};

@@ -1,0 +1,16 @@
+//! One module per command.
+
+mod check;
+mod fmt;
+
+use crate::Outcome;
+use crate::cli::{Cli, Command};
+
+pub type CommandResult = miette::Result<Outcome>;
+
+pub fn run(cli: Cli) -> CommandResult {
+    match cli.command {
+        Command::Check(args) => check::run(&args),
+        Command::Fmt(args) => fmt::run(&args),
+    }
+}

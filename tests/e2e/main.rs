@@ -1,0 +1,4 @@
+//! End-to-end tests of the `cairn` binary: one test binary, one module per command.
+
+mod check;
+mod support;
