@@ -31,6 +31,11 @@ impl Span {
         self.start <= offset && offset < self.end
     }
 
+    /// The span moved `by` bytes later.
+    pub const fn shift(self, by: usize) -> Span {
+        Span::new(self.start + by, self.end + by)
+    }
+
     /// The smallest span covering both.
     pub fn cover(self, other: Span) -> Span {
         Span::new(self.start.min(other.start), self.end.max(other.end))
@@ -75,6 +80,9 @@ pub struct SourceFile {
     pub comments: Vec<Comment>,
 }
 
+/// A top-level item. Its `span` is absolute in the file; every span *inside* `kind` is
+/// relative to `span.start`, so an item's tree does not change when text above it does
+/// (the compiler's incremental checks rely on that). [`Item::absolute`] converts.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct Item {
     pub kind: ItemKind,
@@ -99,6 +107,13 @@ pub enum ItemKind {
     Test(TestDecl),
     /// An item that did not parse; its syntax diagnostics say why.
     Error,
+}
+
+impl Item {
+    /// An item-relative span as an absolute span in the file.
+    pub fn absolute(&self, relative: Span) -> Span {
+        relative.shift(self.span.start)
+    }
 }
 
 impl ItemKind {

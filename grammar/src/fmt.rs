@@ -48,9 +48,14 @@ pub fn format_file(src: &str, file: &SourceFile) -> String {
         depth: 0,
         last_end: 0,
         block_start: true,
+        base: 0,
     };
     for item in &file.items {
-        p.line(item.span, |p| p.item(item));
+        p.base = 0;
+        p.line(item.span, |p| {
+            p.base = item.span.start;
+            p.item(item);
+        });
     }
     p.comments_before(usize::MAX);
     while p.out.ends_with("\n\n") {
@@ -69,6 +74,8 @@ struct Printer<'a> {
     last_end: usize,
     /// Nothing written yet in the current block: no blank line goes here.
     block_start: bool,
+    /// Start of the item being written: spans inside an item are relative to it.
+    base: usize,
 }
 
 impl Printer<'_> {
@@ -98,6 +105,7 @@ impl Printer<'_> {
     }
 
     fn has_comments_within(&self, span: Span) -> bool {
+        let span = span.shift(self.base);
         self.comments[self.next_comment..]
             .iter()
             .take_while(|c| c.span.start < span.end)
@@ -124,6 +132,7 @@ impl Printer<'_> {
     /// same source line, then any comment from inside the node the layout had no
     /// place for.
     fn line(&mut self, span: Span, write: impl FnOnce(&mut Self)) {
+        let span = span.shift(self.base);
         self.comments_before(span.start);
         self.blank_line_before(span.start);
         self.indent();
@@ -157,7 +166,9 @@ impl Printer<'_> {
     }
 
     /// `{`, the children each on its own line, `}` at the block's end.
+    /// `close` is the item-relative offset of the closing `}`.
     fn block<T>(&mut self, children: &[T], close: usize, mut child: impl FnMut(&mut Self, &T)) {
+        let close = close + self.base;
         self.out.push_str("{\n");
         self.depth += 1;
         self.block_start = true;
@@ -174,10 +185,12 @@ impl Printer<'_> {
     // -------------------------------------------------------------- items
 
     fn item(&mut self, item: &Item) {
+        let whole = Span::new(0, item.span.len());
+        let close = whole.end.saturating_sub(1);
         match &item.kind {
             ItemKind::Contact(schema) => {
                 self.out.push_str("contact ");
-                self.fields_block(&schema.fields, item.span, false);
+                self.fields_block(&schema.fields, whole, false);
             }
             ItemKind::Consent(c) => {
                 self.out
@@ -185,7 +198,7 @@ impl Printer<'_> {
             }
             ItemKind::Record(r) => {
                 self.out.push_str(&format!("record {} ", r.name.name));
-                self.fields_block(&r.fields, item.span, true);
+                self.fields_block(&r.fields, whole, true);
             }
             ItemKind::Event(e) => {
                 self.out.push_str(&format!("event {}", e.name.name));
@@ -195,7 +208,7 @@ impl Printer<'_> {
                 }
                 if !e.fields.is_empty() {
                     self.out.push(' ');
-                    self.fields_block(&e.fields, item.span, true);
+                    self.fields_block(&e.fields, whole, true);
                 }
             }
             ItemKind::Tag(t) => {
@@ -213,14 +226,14 @@ impl Printer<'_> {
                 }
                 let body = expr(&s.condition);
                 let inline = format!("{{ {body} }}");
-                if self.fits(&inline) && !self.has_comments_within(item.span) {
+                if self.fits(&inline) && !self.has_comments_within(whole) {
                     self.out.push_str(&inline);
                 } else {
                     self.out.push_str("{\n");
                     self.depth += 1;
                     self.block_start = true;
                     self.line(s.condition.span, |p| p.out.push_str(&body));
-                    self.comments_before(item.span.end - 1);
+                    self.comments_before(close + self.base);
                     self.depth -= 1;
                     self.indent();
                     self.out.push('}');
@@ -232,7 +245,7 @@ impl Printer<'_> {
                     self.out.push_str(&string(d));
                     self.out.push(' ');
                 }
-                self.block(&s.rules, item.span.end - 1, |p, rule| {
+                self.block(&s.rules, close, |p, rule| {
                     p.line(rule.span, |p| p.score_rule(rule));
                 });
             }
@@ -248,10 +261,10 @@ impl Printer<'_> {
                     _ => None,
                 };
                 match inline {
-                    Some(text) if self.fits(&text) && !self.has_comments_within(item.span) => {
+                    Some(text) if self.fits(&text) && !self.has_comments_within(whole) => {
                         self.out.push_str(&text)
                     }
-                    _ => self.block(&t.props, item.span.end - 1, |p, prop| {
+                    _ => self.block(&t.props, close, |p, prop| {
                         p.line(prop.span, |p| p.out.push_str(&template_prop(prop)));
                     }),
                 }
@@ -264,13 +277,13 @@ impl Printer<'_> {
                     self.out.push_str(&string(d));
                     self.out.push(' ');
                 }
-                self.block(&j.members, item.span.end - 1, |p, member| {
+                self.block(&j.members, close, |p, member| {
                     p.line(member.span, |p| p.member(member));
                 });
             }
             ItemKind::Test(t) => {
                 self.out.push_str(&format!("test {} ", string(&t.name)));
-                self.block(&t.statements, item.span.end - 1, |p, stmt| {
+                self.block(&t.statements, close, |p, stmt| {
                     p.line(stmt.span, |p| p.test_stmt(stmt));
                 });
             }
@@ -615,6 +628,7 @@ fn inline_block(block: &Block) -> Option<String> {
                 depth: 0,
                 last_end: 0,
                 block_start: true,
+                base: 0,
             };
             p.step(step);
             Some(format!("{{ {} }}", p.out))

@@ -63,13 +63,22 @@ pub fn parse(src: &str) -> Parsed {
             match CairnParser::parse(Rule::item_chunk, text) {
                 Ok(mut pairs) => match pairs.next().and_then(|p| p.into_inner().next()) {
                     Some(item) => {
+                        let start = item.as_span().start();
+                        let span = Span::new(
+                            chunk.span.start + start,
+                            chunk.span.start + item.as_span().end(),
+                        );
                         let mut builder = Builder {
-                            offset: chunk.span.start,
+                            base: start,
                             diagnostics: Vec::new(),
                         };
-                        let span = builder.span(&item);
                         let kind = builder.item(item);
-                        diagnostics.append(&mut builder.diagnostics);
+                        diagnostics.extend(
+                            builder
+                                .diagnostics
+                                .into_iter()
+                                .map(|d| shift(d, span.start)),
+                        );
                         (kind, span)
                     }
                     None => (ItemKind::Error, chunk.span),
@@ -439,19 +448,40 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
         .op(Op::postfix(Rule::member) | Op::postfix(Rule::is_set) | Op::postfix(Rule::is_not_set))
 });
 
+/// Builds one item's tree. Spans inside an item are relative to the item's start (see
+/// [`Item`]), so an edit elsewhere in the file leaves the item's tree unchanged.
 struct Builder {
-    offset: usize,
+    /// Where the item starts in the chunk text pest saw.
+    base: usize,
+    /// Diagnostics with item-relative spans; the caller shifts them.
     diagnostics: Vec<Diagnostic>,
 }
 
+/// Keyword rules carry no content; the tree builder skips them.
+static KEYWORD_RULES: LazyLock<Vec<bool>> = LazyLock::new(|| {
+    let rules = Rule::all_rules();
+    let mut table = vec![false; rules.iter().map(|r| *r as usize).max().unwrap_or(0) + 1];
+    for rule in rules {
+        table[*rule as usize] = format!("{rule:?}").starts_with("K_");
+    }
+    table
+});
+
 fn is_keyword(rule: Rule) -> bool {
-    format!("{rule:?}").starts_with("K_")
+    KEYWORD_RULES.get(rule as usize).copied().unwrap_or(false)
+}
+
+fn shift(mut diagnostic: Diagnostic, by: usize) -> Diagnostic {
+    for label in &mut diagnostic.labels {
+        label.span = Span::new(label.span.start + by, label.span.end + by);
+    }
+    diagnostic
 }
 
 impl Builder {
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(self.offset + s.start(), self.offset + s.end())
+        Span::new(s.start() - self.base, s.end() - self.base)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {
