@@ -25,6 +25,8 @@ pub enum Command {
     Check(CheckArgs),
     /// Format `.cairn` files canonically, keeping comments
     Fmt(FmtArgs),
+    /// Explain an error or warning code, such as `cairn explain E0304`
+    Explain(ExplainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -51,10 +53,24 @@ pub struct FmtArgs {
     pub check: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The code (`E0304`, `W0001`); without one, list every code
+    pub code: Option<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// Source snippets with labels and help, for people
     Human,
+    /// One JSON document
     Json,
+    /// One JSON object per line
+    Jsonl,
+    /// GitHub Actions workflow commands (annotations on the pull request)
+    Github,
+    /// SARIF 2.1.0, for code scanning tools
+    Sarif,
 }
 
 /// The paths a command works on, `.` when none are given.

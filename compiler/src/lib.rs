@@ -1,9 +1,21 @@
 //! The Cairn compiler.
 //!
 //! - [`project`]: finding a project's manifest and sources on disk (the only I/O here).
-//! - [`check`]: every diagnostic of a loaded project.
+//! - [`db`]: the salsa database: inputs, tracked items and the queries over them.
+//! - [`schema`]: the declarations as names and types.
+//! - [`checker`]: the checks of one item (names, types, channels, control flow).
+//! - [`template`]: templates parsed with minijinja.
+//! - [`codes`]: the diagnostics catalogue behind `cairn explain`.
+//! - [`check`]: checking a loaded project from the command line.
 
 pub mod check;
+pub mod checker;
+pub mod codes;
+pub mod db;
+pub mod lower;
 pub mod project;
+pub mod schema;
+pub mod suggest;
+pub mod template;
 
 pub use cairn_grammar::{Diagnostic, Severity};

@@ -5,6 +5,7 @@
 
 use miette::{Diagnostic, NamedSource, SourceSpan};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 
@@ -57,7 +58,15 @@ pub struct Project {
     pub root: PathBuf,
     pub manifest: Manifest,
     pub sources: Vec<SourceText>,
+    /// Files templates may include (`html file "templates/x.html"`), by path relative to
+    /// the root with `/` separators.
+    pub assets: BTreeMap<String, String>,
 }
+
+/// Endings of the files loaded as template assets.
+const ASSET_EXTENSIONS: &[&str] = &["html", "htm", "txt", "md", "jinja", "j2", "mjml"];
+/// Larger files are not loaded as assets.
+const MAX_ASSET_BYTES: u64 = 2 * 1024 * 1024;
 
 impl Project {
     pub fn name(&self) -> String {
@@ -129,8 +138,13 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<Project>, ProjectError> {
             if path.extension().and_then(|e| e.to_str()) != Some("cairn") {
                 return Err(ProjectError::NotCairnFile { path: path.clone() });
             }
+            let root = match path.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
             projects.push(Project {
-                root: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+                assets: read_assets(&root)?,
+                root,
                 manifest: Manifest::default(),
                 sources: vec![read_source(path)?],
             });
@@ -193,6 +207,7 @@ pub fn load(root: &Path) -> Result<Project, ProjectError> {
         root: root.to_path_buf(),
         manifest,
         sources,
+        assets: read_assets(root)?,
     })
 }
 
@@ -211,6 +226,33 @@ pub fn read_source(path: &Path) -> Result<SourceText, ProjectError> {
         text,
         utf8_error,
     })
+}
+
+/// Template files below `root`: HTML, text and Jinja files.
+pub fn read_assets(root: &Path) -> Result<BTreeMap<String, String>, ProjectError> {
+    let mut assets = BTreeMap::new();
+    for entry in walk(root) {
+        let entry = entry.map_err(|e| walk_error(root, e))?;
+        let path = entry.path();
+        let wanted = entry.file_type().is_file()
+            && path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ASSET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            && entry.metadata().is_ok_and(|m| m.len() <= MAX_ASSET_BYTES);
+        if !wanted {
+            continue;
+        }
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let key: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        if let Ok(text) = std::fs::read_to_string(path) {
+            assets.insert(key.join("/"), text);
+        }
+    }
+    Ok(assets)
 }
 
 fn read_manifest(root: &Path) -> Result<Manifest, ProjectError> {

@@ -14,5 +14,5 @@ pub mod parse;
 mod scan;
 
 pub use diagnostic::{Diagnostic, Label, Severity};
-pub use fmt::{FormatError, format};
+pub use fmt::{FormatError, expr as expr_text, format, format_file};
 pub use parse::{Parsed, parse, parse_bytes};

@@ -180,6 +180,19 @@ fn syntax_error(
             }
         }
     }
+    if std::env::var_os("CAIRN_DEBUG_ERRORS").is_some() {
+        let attempts = err.parse_attempts();
+        eprintln!(
+            "DEBUG pos={pos} variant={:?} max={:?} tokens={:?} expected={expected:?}",
+            err.variant,
+            attempts.as_ref().map(|a| a.max_position),
+            attempts.as_ref().map(|a| a
+                .expected_tokens()
+                .iter()
+                .map(|t| t.to_string())
+                .collect::<Vec<_>>())
+        );
+    }
     let summary = summarize(&expected);
     let start = offset + pos;
     let span = Span::new(start, start + found_len);
@@ -471,6 +484,40 @@ fn is_keyword(rule: Rule) -> bool {
     KEYWORD_RULES.get(rule as usize).copied().unwrap_or(false)
 }
 
+/// Length of `text` without trailing whitespace, `;` and `//` comments.
+fn content_len(text: &str) -> usize {
+    let mut end = text.len();
+    loop {
+        let trimmed = text[..end].trim_end_matches([' ', '\t', '\r', '\n', ';', '\u{FEFF}']);
+        end = trimmed.len();
+        let line_start = trimmed.rfind('\n').map_or(0, |i| i + 1);
+        match comment_start(&trimmed[line_start..]) {
+            Some(at) => end = line_start + at,
+            None => return end,
+        }
+    }
+}
+
+/// Where a `//` comment starts in one line, outside string literals.
+fn comment_start(line: &str) -> Option<usize> {
+    if !line.contains("//") {
+        return None;
+    }
+    let bytes = line.as_bytes();
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'/' if !in_string && bytes.get(i + 1) == Some(&b'/') => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 fn shift(mut diagnostic: Diagnostic, by: usize) -> Diagnostic {
     for label in &mut diagnostic.labels {
         label.span = Span::new(label.span.start + by, label.span.end + by);
@@ -479,9 +526,12 @@ fn shift(mut diagnostic: Diagnostic, by: usize) -> Diagnostic {
 }
 
 impl Builder {
+    /// The pair's span without the whitespace and comments pest's implicit skipping
+    /// leaves at its end (before an optional part that then did not match).
     fn span(&self, pair: &Pair<Rule>) -> Span {
         let s = pair.as_span();
-        Span::new(s.start() - self.base, s.end() - self.base)
+        let len = content_len(pair.as_str());
+        Span::new(s.start() - self.base, s.start() + len - self.base)
     }
 
     fn ident(&self, pair: Pair<Rule>) -> Ident {

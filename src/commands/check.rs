@@ -4,6 +4,7 @@ use super::CommandResult;
 use crate::Outcome;
 use crate::cli::{CheckArgs, Format, paths_or_current};
 use crate::render;
+use crate::report::{self, Located};
 use cairn_compiler::check::check_project;
 use cairn_compiler::project;
 use cairn_grammar::lines::LineIndex;
@@ -12,61 +13,67 @@ use serde_json::json;
 
 pub fn run(args: &CheckArgs) -> CommandResult {
     let projects = project::discover(&paths_or_current(&args.paths))?;
-    let mut out = String::new();
-    let mut all: Vec<&Diagnostic> = Vec::new();
-    let mut json_items = Vec::new();
-    let reports: Vec<_> = projects.iter().map(|p| (p, check_project(p))).collect();
     let file_count: usize = projects.iter().map(|p| p.sources.len()).sum();
-    for (project, files) in &reports {
+    let reports: Vec<_> = projects.iter().map(|p| (p, check_project(p))).collect();
+    let indexes: Vec<Vec<LineIndex>> = projects
+        .iter()
+        .map(|p| p.sources.iter().map(|s| LineIndex::new(&s.text)).collect())
+        .collect();
+    let mut located: Vec<Located> = Vec::new();
+    for (n, (project, files)) in reports.iter().enumerate() {
         for file in files {
             let source = &project.sources[file.index];
-            let index = LineIndex::new(&source.text);
             for diagnostic in &file.diagnostics {
-                all.push(diagnostic);
-                match args.format {
-                    Format::Human => {
-                        out.push_str(&render::diagnostic(diagnostic, &source.path, &source.text));
-                        out.push('\n');
-                    }
-                    Format::Json => json_items.push(json_diagnostic(
-                        diagnostic,
-                        &source.path,
-                        &source.text,
-                        &index,
-                    )),
-                }
+                located.push(Located {
+                    diagnostic,
+                    path: &source.path,
+                    text: &source.text,
+                    index: &indexes[n][file.index],
+                });
             }
         }
     }
+    let all: Vec<&Diagnostic> = located.iter().map(|l| l.diagnostic).collect();
     let errors = all.iter().filter(|d| d.severity == Severity::Error).count();
     let failed = errors > 0 || (args.deny_warnings && !all.is_empty());
-    match args.format {
-        Format::Human => {
-            let summary = format!(
-                "checked {}, {}: {}",
-                render::plural(projects.len(), "project"),
-                render::plural(file_count, "file"),
-                if all.is_empty() {
-                    "no problems".to_string()
-                } else {
-                    render::counts(&all)
-                }
-            );
-            emit(args, &out)?;
-            eprintln!("{summary}");
-        }
+    let text = match args.format {
+        Format::Human => located
+            .iter()
+            .map(|l| render::diagnostic(l.diagnostic, l.path, l.text) + "\n")
+            .collect::<String>(),
         Format::Json => {
             let doc = json!({
                 "projects": projects.len(),
                 "files": file_count,
                 "errors": errors,
                 "warnings": all.len() - errors,
-                "diagnostics": json_items,
+                "diagnostics": located.iter().map(report::json_item).collect::<Vec<_>>(),
             });
-            let text = serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n";
-            emit(args, &text)?;
+            serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"
         }
-    }
+        Format::Jsonl => located
+            .iter()
+            .map(|l| serde_json::to_string(&report::json_item(l)).unwrap_or_default() + "\n")
+            .collect(),
+        Format::Github => located
+            .iter()
+            .map(|l| report::github_line(l) + "\n")
+            .collect(),
+        Format::Sarif => {
+            serde_json::to_string_pretty(&report::sarif(&located)).unwrap_or_default() + "\n"
+        }
+    };
+    emit(args, &text)?;
+    eprintln!(
+        "checked {}, {}: {}",
+        render::plural(projects.len(), "project"),
+        render::plural(file_count, "file"),
+        if all.is_empty() {
+            "no problems".to_string()
+        } else {
+            render::counts(&all)
+        }
+    );
     Ok(if failed { Outcome::Failed } else { Outcome::Ok })
 }
 
@@ -79,32 +86,4 @@ fn emit(args: &CheckArgs, text: &str) -> miette::Result<()> {
             Ok(())
         }
     }
-}
-
-pub fn json_diagnostic(
-    d: &Diagnostic,
-    path: &std::path::Path,
-    text: &str,
-    index: &LineIndex,
-) -> serde_json::Value {
-    let position = |offset: usize| {
-        let lc = index.line_col(text, offset);
-        json!({ "offset": offset, "line": lc.line, "column": lc.column })
-    };
-    let span = d.primary_span().unwrap_or_default();
-    json!({
-        "file": path.display().to_string(),
-        "code": d.code,
-        "severity": d.severity,
-        "message": d.message,
-        "start": position(span.start),
-        "end": position(span.end),
-        "labels": d.labels.iter().map(|l| json!({
-            "message": l.message,
-            "primary": l.primary,
-            "start": position(l.span.start),
-            "end": position(l.span.end),
-        })).collect::<Vec<_>>(),
-        "help": d.help,
-    })
 }

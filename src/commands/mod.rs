@@ -1,6 +1,7 @@
 //! One module per command.
 
 mod check;
+mod explain;
 mod fmt;
 
 use crate::Outcome;
@@ -12,5 +13,6 @@ pub fn run(cli: Cli) -> CommandResult {
     match cli.command {
         Command::Check(args) => check::run(&args),
         Command::Fmt(args) => fmt::run(&args),
+        Command::Explain(args) => explain::run(&args),
     }
 }

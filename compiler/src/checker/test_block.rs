@@ -1,0 +1,308 @@
+//! `test` blocks: every name they use resolves, payloads match their events.
+
+use super::Ctx;
+use super::expr::Scope;
+use crate::codes;
+use crate::schema::Ty;
+use cairn_grammar::Diagnostic;
+use cairn_grammar::ast::{
+    Expectation, ExprKind, Ident, ObjectEntry, StepRef, TestAction, TestDecl, TestStmtKind,
+};
+use std::collections::BTreeSet;
+
+impl Ctx<'_> {
+    pub fn test(&mut self, t: &TestDecl) {
+        let mut contacts: BTreeSet<String> = BTreeSet::new();
+        let mut previous: Option<String> = None;
+        for stmt in &t.statements {
+            match &stmt.kind {
+                TestStmtKind::Contact { name, fields } => {
+                    if !contacts.insert(name.name.clone()) {
+                        self.out.push(
+                            Diagnostic::error(
+                                codes::DUPLICATE,
+                                format!("test contact `{}` is declared twice", name.name),
+                            )
+                            .with_label(name.span, "second declaration"),
+                        );
+                    }
+                    self.contact_fields(fields);
+                }
+                TestStmtKind::Input {
+                    at,
+                    contact,
+                    action,
+                } => {
+                    if let Some(prev) = &previous
+                        && at.text < *prev
+                        && same_zone(prev, &at.text)
+                    {
+                        self.out.push(
+                            Diagnostic::error(codes::BAD_VALUE, "test inputs go in time order")
+                                .with_label(
+                                    at.span,
+                                    format!("earlier than the input before it ({prev})"),
+                                ),
+                        );
+                    }
+                    previous = Some(at.text.clone());
+                    self.test_contact(contact, &contacts);
+                    match action {
+                        TestAction::Sends { event, payload } => {
+                            if self.event_name(event)
+                                && let Some(entries) = payload
+                            {
+                                self.payload(&Ty::Event(event.name.clone()), entries);
+                            }
+                        }
+                        TestAction::Updates(entries) => self.payload(&Ty::Contact, entries),
+                        TestAction::Opens(step) | TestAction::Clicks { step, .. } => {
+                            self.step_ref(step)
+                        }
+                        TestAction::Grants(consent) => {
+                            let known = self.schema.consents.contains_key(&consent.name);
+                            self.require(
+                                codes::UNKNOWN_CONSENT,
+                                "consent",
+                                consent,
+                                known,
+                                self.schema.consents.keys().cloned().collect(),
+                            );
+                        }
+                        TestAction::Unsubscribes(_) | TestAction::Visits(_) => {}
+                    }
+                }
+                TestStmtKind::Expect { expectation, .. } => {
+                    self.expectation(expectation, &contacts)
+                }
+            }
+        }
+    }
+
+    fn expectation(&mut self, e: &Expectation, contacts: &BTreeSet<String>) {
+        match e {
+            Expectation::Send { what, contact, .. } => {
+                self.test_contact(contact, contacts);
+                if let Some((channel, templates)) = what {
+                    for t in templates {
+                        match self.schema.templates.get(&t.name).and_then(|i| i.channel) {
+                            Some(actual) if actual != *channel => self.out.push(
+                                Diagnostic::error(
+                                    codes::CHANNEL_MISMATCH,
+                                    format!("`{}` is an {actual} template, not {channel}", t.name),
+                                )
+                                .with_label(t.span, format!("{actual} template")),
+                            ),
+                            Some(_) => {}
+                            None => {
+                                let names = self.schema.templates.keys().cloned().collect();
+                                self.require(codes::UNKNOWN_TEMPLATE, "template", t, false, names);
+                            }
+                        }
+                    }
+                }
+            }
+            Expectation::Split { step, contact, .. }
+            | Expectation::Skip { step, contact, .. }
+            | Expectation::Defer { step, contact, .. } => {
+                self.step_ref(step);
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Tag { tag, contact, .. } => {
+                let known = self.schema.tags.contains(&tag.name);
+                self.require(
+                    codes::UNKNOWN_TAG,
+                    "tag",
+                    tag,
+                    known,
+                    self.schema.tags.iter().cloned().collect(),
+                );
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Score { score, contact, .. } => {
+                let known = self.schema.scores.contains(&score.name);
+                self.require(
+                    codes::UNKNOWN_SCORE,
+                    "score",
+                    score,
+                    known,
+                    self.schema.scores.iter().cloned().collect(),
+                );
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Goal {
+                journey, contact, ..
+            }
+            | Expectation::Exit {
+                journey, contact, ..
+            }
+            | Expectation::Enter {
+                journey, contact, ..
+            } => {
+                self.journey_name(journey);
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Nothing { contact, .. } => self.test_contact(contact, contacts),
+        }
+    }
+
+    fn test_contact(&mut self, name: &Ident, contacts: &BTreeSet<String>) {
+        let known = contacts.contains(&name.name);
+        if !known {
+            let mut d = Diagnostic::error(
+                codes::UNKNOWN_TEST_CONTACT,
+                format!("unknown test contact `{}`", name.name),
+            )
+            .with_label(name.span, "not declared in this test");
+            d = d.with_help(
+                match crate::suggest::did_you_mean(&name.name, contacts.iter().map(String::as_str))
+                {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("declare it: `contact {} {{ email: \"...\" }}`", name.name),
+                },
+            );
+            self.out.push(d);
+        }
+    }
+
+    fn journey_name(&mut self, j: &Ident) {
+        let known = self.schema.journeys.contains(&j.name);
+        self.require(
+            codes::UNKNOWN_JOURNEY,
+            "journey",
+            j,
+            known,
+            self.schema.journeys.iter().cloned().collect(),
+        );
+    }
+
+    fn step_ref(&mut self, step: &StepRef) {
+        if let Some(j) = &step.journey {
+            self.journey_name(j);
+        }
+    }
+
+    /// A test contact: its fields are contact fields, plus `consents` and `tags`.
+    fn contact_fields(&mut self, fields: &[ObjectEntry]) {
+        let mut rest = Vec::new();
+        for entry in fields {
+            match entry.key.name.as_str() {
+                "consents" | "tags" => {
+                    let ExprKind::List(items) = &entry.value.kind else {
+                        self.out.push(
+                            Diagnostic::error(
+                                codes::TYPE_MISMATCH,
+                                format!("`{}` is a list of names", entry.key.name),
+                            )
+                            .with_label(entry.value.span, "not a list"),
+                        );
+                        continue;
+                    };
+                    for item in items {
+                        let ExprKind::Name(n) = &item.kind else {
+                            self.out.push(
+                                Diagnostic::error(codes::TYPE_MISMATCH, "expected a name")
+                                    .with_label(item.span, "not a name"),
+                            );
+                            continue;
+                        };
+                        if entry.key.name == "consents" {
+                            let known = self.schema.consents.contains_key(&n.name);
+                            self.require(
+                                codes::UNKNOWN_CONSENT,
+                                "consent",
+                                n,
+                                known,
+                                self.schema.consents.keys().cloned().collect(),
+                            );
+                        } else {
+                            let known = self.schema.tags.contains(&n.name);
+                            self.require(
+                                codes::UNKNOWN_TAG,
+                                "tag",
+                                n,
+                                known,
+                                self.schema.tags.iter().cloned().collect(),
+                            );
+                        }
+                    }
+                }
+                _ => rest.push(entry.clone()),
+            }
+        }
+        self.payload(&Ty::Contact, &rest);
+    }
+
+    /// Object entries against the fields of a contact or an event.
+    fn payload(&mut self, owner: &Ty, entries: &[ObjectEntry]) {
+        let mut seen: Vec<&str> = Vec::new();
+        for entry in entries {
+            if seen.contains(&entry.key.name.as_str()) {
+                self.out.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_FIELD,
+                        format!("`{}` is given twice", entry.key.name),
+                    )
+                    .with_label(entry.key.span, "again here"),
+                );
+            }
+            seen.push(&entry.key.name);
+            match self.schema.member(owner, &entry.key.name) {
+                Some(ty) => self.value(&entry.key.name, &ty, &entry.value),
+                None => {
+                    self.expr(&entry.value, &Scope::default());
+                    let members = self.schema.members(owner);
+                    let mut d = Diagnostic::error(
+                        codes::UNKNOWN_FIELD,
+                        format!("{owner} has no field `{}`", entry.key.name),
+                    )
+                    .with_label(entry.key.span, "unknown field");
+                    if let Some(s) = crate::suggest::did_you_mean(
+                        &entry.key.name,
+                        members.iter().map(String::as_str),
+                    ) {
+                        d = d.with_help(format!("did you mean `{s}`?"));
+                    }
+                    self.out.push(d);
+                }
+            }
+        }
+    }
+
+    /// A literal value for a field of type `ty`: objects against records, lists item by
+    /// item, plain numbers for money as on the wire.
+    fn value(&mut self, field: &str, ty: &Ty, e: &cairn_grammar::ast::Expr) {
+        match (ty.required(), &e.kind) {
+            (Ty::Record(_), ExprKind::Object(entries)) => self.payload(ty.required(), entries),
+            (Ty::List(item), ExprKind::List(items)) => {
+                for i in items {
+                    self.value(field, item, i);
+                }
+            }
+            _ => {
+                let value = self.expr(e, &Scope::default());
+                if let Ty::Enum(variants) = ty.required() {
+                    self.check_enum_value(variants, e);
+                }
+                if !self.assignable(&value, ty) && !number_for_money(&value, ty) {
+                    self.out.push(
+                        Diagnostic::error(
+                            codes::TYPE_MISMATCH,
+                            format!("`{field}` is {ty}, the value is {value}"),
+                        )
+                        .with_label(e.span, format!("this is {value}")),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A plain number stands for money in the project's currency, as on the wire.
+fn number_for_money(value: &Ty, field: &Ty) -> bool {
+    *value == Ty::Number && matches!(field.required(), Ty::Money(_))
+}
+
+fn same_zone(a: &str, b: &str) -> bool {
+    a.ends_with('Z') && b.ends_with('Z')
+}
