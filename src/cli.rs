@@ -27,6 +27,17 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Explain an error or warning code, such as `cairn explain E0304`
     Explain(ExplainArgs),
+    /// Compile a project to the plan JSON the runtime executes
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project directory or `.cairn` file [default: .]
+    pub path: Option<PathBuf>,
+    /// Write the plan to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

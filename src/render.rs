@@ -58,3 +58,17 @@ pub fn plural(n: usize, word: &str) -> String {
         format!("{n} {word}s")
     }
 }
+
+/// Writes to standard output. A closed pipe (`cairn explain | head`) ends the output
+/// quietly instead of panicking like `print!` does.
+pub fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    if stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .is_err()
+    {
+        // Nobody is reading any more; there is nothing useful left to print.
+    }
+}

@@ -48,6 +48,7 @@ triple-quoted string:
       subject \"Welcome\"
       html \"\"\"
         <p>Hello {{ contact.first_name | default('there') }}</p>
+        <p><a href=\"{{ unsubscribe_url }}\">Unsubscribe</a></p>
       \"\"\"
     }";
 
@@ -149,8 +150,9 @@ other definition may be in another file. Rename one of them.";
 "Step labels are the stable IDs of steps: they must be unique within a journey.";
 
     DUPLICATE_OPTION = "E0123", "option given twice",
-"A journey has one trigger (`when`), and at most one `audience`, `reenter`, `goal`,
-`quiet hours` and `frequency cap`; a project has one `contact` schema. Merge the two.";
+"A journey has one trigger (`when`), and at most one `audience`, `reenter`, `goal` and
+`quiet hours` (it may have several `frequency cap`s); a project has one `contact` schema
+and one project-wide `quiet hours`; a score decays at one rate. Merge the two.";
 
     TYPE_MISMATCH = "E0201", "type mismatch",
 "The expression has another type than the place it is used in expects: a segment or an

@@ -205,6 +205,7 @@ pub fn duplicates(db: &dyn Db, project: ProjectInput) -> Vec<(SourceFile, Diagno
         let file = item.file(db);
         let (namespace, name_span) = match kind.as_ref() {
             ast::ItemKind::Contact(_) => ("contact schema", Span::new(0, "contact".len())),
+            ast::ItemKind::QuietHours(_) => ("quiet hours", Span::new(0, "quiet hours".len())),
             other => match other.name() {
                 Some(name) => (schema::namespace(other), name.span),
                 None => continue,
@@ -212,30 +213,78 @@ pub fn duplicates(db: &dyn Db, project: ProjectInput) -> Vec<(SourceFile, Diagno
         };
         let name = kind
             .name()
-            .map_or_else(|| "contact".to_string(), |n| n.name.clone());
+            .map_or_else(|| namespace.to_string(), |n| n.name.clone());
         let here = name_span.shift(offset);
         match seen.get(&(namespace, name.clone())) {
             None => {
                 seen.insert((namespace, name), (file, here));
             }
             Some((first_file, first_span)) => {
-                let code = if namespace == "contact schema" {
-                    crate::codes::DUPLICATE_OPTION
+                let unnamed = kind.name().is_none();
+                let mut d = if unnamed {
+                    Diagnostic::error(
+                        crate::codes::DUPLICATE_OPTION,
+                        format!("the project has two `{namespace}` blocks"),
+                    )
+                    .with_label(here, "second one")
                 } else {
-                    crate::codes::DUPLICATE
+                    Diagnostic::error(
+                        crate::codes::DUPLICATE,
+                        format!("`{name}` is defined twice"),
+                    )
+                    .with_label(here, format!("second definition of {namespace} `{name}`"))
                 };
-                let mut d = Diagnostic::error(code, format!("`{name}` is defined twice"))
-                    .with_label(here, format!("second definition of {namespace} `{name}`"));
-                if *first_file == file {
-                    d = d.with_secondary(*first_span, "first defined here");
+                let fix = if unnamed {
+                    "merge them"
                 } else {
-                    d = d.with_help(format!(
-                        "the first definition is in `{}`; rename one of them",
-                        first_file.path(db)
-                    ));
+                    "rename one of them"
+                };
+                if *first_file == file {
+                    d = d
+                        .with_secondary(*first_span, "first defined here")
+                        .with_help(fix);
+                } else {
+                    d = d.with_help(format!("the first is in `{}`; {fix}", first_file.path(db)));
                 }
                 out.push((file, d));
             }
+        }
+    }
+    out
+}
+
+/// Every name the project's items use; equal across edits that use no new name.
+#[salsa::tracked(returns(ref))]
+pub fn used_names(db: &dyn Db, project: ProjectInput) -> std::collections::BTreeSet<String> {
+    let items = all_items(db, project);
+    let kinds: Vec<Arc<ast::ItemKind>> = items.iter().map(|i| i.kind(db).clone()).collect();
+    crate::refs::used_names(kinds.iter().map(AsRef::as_ref))
+}
+
+/// Templates and segments nothing uses, absolute in their files.
+#[salsa::tracked(returns(ref))]
+pub fn unused(db: &dyn Db, project: ProjectInput) -> Vec<(SourceFile, Diagnostic)> {
+    let used = used_names(db, project);
+    let mut out = Vec::new();
+    for item in all_items(db, project) {
+        let kind = item.kind(db);
+        let (what, name) = match kind.as_ref() {
+            ast::ItemKind::Template(t) => ("template", &t.name),
+            ast::ItemKind::Segment(s) => ("segment", &s.name),
+            _ => continue,
+        };
+        if !used.contains(&name.name) {
+            out.push((
+                item.file(db),
+                Diagnostic::warning(
+                    crate::codes::UNUSED,
+                    format!("{what} `{}` is never used", name.name),
+                )
+                .with_label(name.span.shift(item.offset(db)), "declared here")
+                .with_help(format!(
+                    "use it, or remove it if the {what} is no longer needed"
+                )),
+            ));
         }
     }
     out
@@ -257,6 +306,7 @@ pub fn file_diagnostics(db: &dyn Db, project: ProjectInput, file: SourceFile) ->
     out.extend(
         duplicates(db, project)
             .iter()
+            .chain(unused(db, project))
             .filter(|(f, _)| *f == file)
             .map(|(_, d)| d.clone()),
     );

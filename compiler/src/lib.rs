@@ -5,6 +5,7 @@
 //! - [`schema`]: the declarations as names and types.
 //! - [`checker`]: the checks of one item (names, types, channels, control flow).
 //! - [`template`]: templates parsed with minijinja.
+//! - [`refs`]: which declared names are used.
 //! - [`codes`]: the diagnostics catalogue behind `cairn explain`.
 //! - [`check`]: checking a loaded project from the command line.
 
@@ -14,6 +15,7 @@ pub mod codes;
 pub mod db;
 pub mod lower;
 pub mod project;
+pub mod refs;
 pub mod schema;
 pub mod suggest;
 pub mod template;

@@ -82,7 +82,7 @@ fn emit(args: &CheckArgs, text: &str) -> miette::Result<()> {
         Some(path) => std::fs::write(path, text)
             .map_err(|e| miette::miette!("cannot write `{}`: {e}", path.display())),
         None => {
-            print!("{text}");
+            crate::render::out(text);
             Ok(())
         }
     }

@@ -9,13 +9,16 @@ pub fn run(args: &ExplainArgs) -> CommandResult {
     match &args.code {
         None => {
             for info in codes::ALL {
-                println!("{}  {}", info.code, info.title);
+                crate::render::out(&format!("{}  {}\n", info.code, info.title));
             }
             Ok(Outcome::Ok)
         }
         Some(code) => match codes::lookup(code) {
             Some(info) => {
-                println!("{}: {}\n\n{}", info.code, info.title, info.explanation);
+                crate::render::out(&format!(
+                    "{}: {}\n\n{}\n",
+                    info.code, info.title, info.explanation
+                ));
                 Ok(Outcome::Ok)
             }
             None => {

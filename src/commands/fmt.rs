@@ -23,7 +23,7 @@ pub fn run(args: &FmtArgs) -> CommandResult {
             Ok(formatted) => {
                 unformatted += 1;
                 if args.check {
-                    println!("{}", source.path.display());
+                    crate::render::out(&format!("{}\n", source.path.display()));
                 } else if let Err(e) = std::fs::write(&source.path, formatted) {
                     eprintln!("error: cannot write `{}`: {e}", source.path.display());
                     broken += 1;

@@ -1,5 +1,6 @@
 //! One module per command.
 
+mod build;
 mod check;
 mod explain;
 mod fmt;
@@ -14,5 +15,6 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Check(args) => check::run(&args),
         Command::Fmt(args) => fmt::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Build(args) => build::run(&args),
     }
 }

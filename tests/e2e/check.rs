@@ -2,7 +2,7 @@
 
 use crate::support::{project, repo_root, run_in};
 
-const GOOD: &str = "consent email_marketing for email\n\ntemplate hello email {\n  subject \"Hi\"\n  html \"<p>Hi {{ unsubscribe_url }}</p>\"\n}\n";
+const GOOD: &str = "contact {\n  email email?\n}\nconsent email_marketing for email\n\ntemplate hello email {\n  subject \"Hi\"\n  html \"<p>Hi {{ unsubscribe_url }}</p>\"\n}\n\njourney welcome {\n  when contact created\n  audience consented(email_marketing)\n  send email hello\n}\n";
 
 #[test]
 fn clean_project_exits_zero() {

@@ -199,7 +199,7 @@ impl Ctx<'_> {
     }
 
     pub fn quiet_hours(&mut self, q: &QuietHours) {
-        if q.from == q.to {
+        if (q.from.hour, q.from.minute) == (q.to.hour, q.to.minute) {
             self.out.push(
                 Diagnostic::warning(
                     codes::EMPTY_WINDOW,

@@ -514,21 +514,25 @@ impl Ctx<'_> {
                 self.plain_arg(arg);
                 if let ExprKind::Name(n) = &arg.value.kind {
                     if name == "consented" {
-                        self.require(
-                            codes::UNKNOWN_CONSENT,
-                            "consent",
-                            n,
-                            self.schema.consents.contains_key(&n.name),
-                            self.schema.consents.keys().cloned().collect(),
-                        );
+                        if !(self.schema.consents.contains_key(&n.name)) {
+                            self.require(
+                                codes::UNKNOWN_CONSENT,
+                                "consent",
+                                n,
+                                false,
+                                self.schema.consents.keys().cloned().collect(),
+                            );
+                        }
                     } else {
-                        self.require(
-                            codes::UNKNOWN_TAG,
-                            "tag",
-                            n,
-                            self.schema.tags.contains(&n.name),
-                            self.schema.tags.iter().cloned().collect(),
-                        );
+                        if !(self.schema.tags.contains(&n.name)) {
+                            self.require(
+                                codes::UNKNOWN_TAG,
+                                "tag",
+                                n,
+                                false,
+                                self.schema.tags.iter().cloned().collect(),
+                            );
+                        }
                     }
                 } else {
                     self.bad_arg(
@@ -788,13 +792,15 @@ impl Ctx<'_> {
     /// Checks that `n` names an event; reports it otherwise.
     pub fn event_name(&mut self, n: &Ident) -> bool {
         let known = self.schema.events.contains_key(&n.name);
-        self.require(
-            codes::UNKNOWN_EVENT,
-            "event",
-            n,
-            known,
-            self.schema.events.keys().cloned().collect(),
-        );
+        if !(known) {
+            self.require(
+                codes::UNKNOWN_EVENT,
+                "event",
+                n,
+                false,
+                self.schema.events.keys().cloned().collect(),
+            );
+        }
         known
     }
 

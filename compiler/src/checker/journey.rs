@@ -102,8 +102,9 @@ impl Ctx<'_> {
                     Some("quiet hours")
                 }
                 MemberKind::FrequencyCap(c) => {
+                    // Several caps may apply (per channel, per window).
                     self.frequency_cap(c);
-                    Some("frequency cap")
+                    None
                 }
                 MemberKind::Migrate { .. } | MemberKind::Drain | MemberKind::Step(_) => None,
             };
@@ -260,23 +261,27 @@ impl Ctx<'_> {
             }
             Trigger::Segment { segment, .. } => {
                 let known = self.schema.segments.contains(&segment.name);
-                self.require(
-                    codes::UNKNOWN_SEGMENT,
-                    "segment",
-                    segment,
-                    known,
-                    self.schema.segments.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_SEGMENT,
+                        "segment",
+                        segment,
+                        false,
+                        self.schema.segments.iter().cloned().collect(),
+                    );
+                }
             }
             Trigger::Tag { tag, .. } => {
                 let known = self.schema.tags.contains(&tag.name);
-                self.require(
-                    codes::UNKNOWN_TAG,
-                    "tag",
-                    tag,
-                    known,
-                    self.schema.tags.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_TAG,
+                        "tag",
+                        tag,
+                        false,
+                        self.schema.tags.iter().cloned().collect(),
+                    );
+                }
             }
             Trigger::Page { pattern } => {
                 if !(pattern.value.starts_with('/')
@@ -293,13 +298,15 @@ impl Ctx<'_> {
             Trigger::ContactCreated => {}
             Trigger::ConsentGranted { consent } => {
                 let known = self.schema.consents.contains_key(&consent.name);
-                self.require(
-                    codes::UNKNOWN_CONSENT,
-                    "consent",
-                    consent,
-                    known,
-                    self.schema.consents.keys().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_CONSENT,
+                        "consent",
+                        consent,
+                        false,
+                        self.schema.consents.keys().cloned().collect(),
+                    );
+                }
             }
         }
     }
@@ -433,7 +440,7 @@ impl Ctx<'_> {
                 }
             }
             StepKind::WaitUntil { from, to } => {
-                if to.is_some_and(|to| to == *from) {
+                if to.is_some_and(|to| (to.hour, to.minute) == (from.hour, from.minute)) {
                     self.out.push(
                         Diagnostic::warning(
                             codes::EMPTY_WINDOW,
@@ -514,23 +521,27 @@ impl Ctx<'_> {
             }
             StepKind::Tag { tag, .. } => {
                 let known = self.schema.tags.contains(&tag.name);
-                self.require(
-                    codes::UNKNOWN_TAG,
-                    "tag",
-                    tag,
-                    known,
-                    self.schema.tags.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_TAG,
+                        "tag",
+                        tag,
+                        false,
+                        self.schema.tags.iter().cloned().collect(),
+                    );
+                }
             }
             StepKind::Score { score, .. } => {
                 let known = self.schema.scores.contains(&score.name);
-                self.require(
-                    codes::UNKNOWN_SCORE,
-                    "score",
-                    score,
-                    known,
-                    self.schema.scores.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_SCORE,
+                        "score",
+                        score,
+                        false,
+                        self.schema.scores.iter().cloned().collect(),
+                    );
+                }
             }
             StepKind::Set { target, value } => {
                 let value_ty = self.expr(value, scope);

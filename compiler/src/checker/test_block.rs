@@ -61,13 +61,15 @@ impl Ctx<'_> {
                         }
                         TestAction::Grants(consent) => {
                             let known = self.schema.consents.contains_key(&consent.name);
-                            self.require(
-                                codes::UNKNOWN_CONSENT,
-                                "consent",
-                                consent,
-                                known,
-                                self.schema.consents.keys().cloned().collect(),
-                            );
+                            if !(known) {
+                                self.require(
+                                    codes::UNKNOWN_CONSENT,
+                                    "consent",
+                                    consent,
+                                    false,
+                                    self.schema.consents.keys().cloned().collect(),
+                                );
+                            }
                         }
                         TestAction::Unsubscribes(_) | TestAction::Visits(_) => {}
                     }
@@ -110,24 +112,28 @@ impl Ctx<'_> {
             }
             Expectation::Tag { tag, contact, .. } => {
                 let known = self.schema.tags.contains(&tag.name);
-                self.require(
-                    codes::UNKNOWN_TAG,
-                    "tag",
-                    tag,
-                    known,
-                    self.schema.tags.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_TAG,
+                        "tag",
+                        tag,
+                        false,
+                        self.schema.tags.iter().cloned().collect(),
+                    );
+                }
                 self.test_contact(contact, contacts);
             }
             Expectation::Score { score, contact, .. } => {
                 let known = self.schema.scores.contains(&score.name);
-                self.require(
-                    codes::UNKNOWN_SCORE,
-                    "score",
-                    score,
-                    known,
-                    self.schema.scores.iter().cloned().collect(),
-                );
+                if !(known) {
+                    self.require(
+                        codes::UNKNOWN_SCORE,
+                        "score",
+                        score,
+                        false,
+                        self.schema.scores.iter().cloned().collect(),
+                    );
+                }
                 self.test_contact(contact, contacts);
             }
             Expectation::Goal {
@@ -167,13 +173,15 @@ impl Ctx<'_> {
 
     fn journey_name(&mut self, j: &Ident) {
         let known = self.schema.journeys.contains(&j.name);
-        self.require(
-            codes::UNKNOWN_JOURNEY,
-            "journey",
-            j,
-            known,
-            self.schema.journeys.iter().cloned().collect(),
-        );
+        if !(known) {
+            self.require(
+                codes::UNKNOWN_JOURNEY,
+                "journey",
+                j,
+                false,
+                self.schema.journeys.iter().cloned().collect(),
+            );
+        }
     }
 
     fn step_ref(&mut self, step: &StepRef) {
@@ -208,22 +216,26 @@ impl Ctx<'_> {
                         };
                         if entry.key.name == "consents" {
                             let known = self.schema.consents.contains_key(&n.name);
-                            self.require(
-                                codes::UNKNOWN_CONSENT,
-                                "consent",
-                                n,
-                                known,
-                                self.schema.consents.keys().cloned().collect(),
-                            );
+                            if !(known) {
+                                self.require(
+                                    codes::UNKNOWN_CONSENT,
+                                    "consent",
+                                    n,
+                                    false,
+                                    self.schema.consents.keys().cloned().collect(),
+                                );
+                            }
                         } else {
                             let known = self.schema.tags.contains(&n.name);
-                            self.require(
-                                codes::UNKNOWN_TAG,
-                                "tag",
-                                n,
-                                known,
-                                self.schema.tags.iter().cloned().collect(),
-                            );
+                            if !(known) {
+                                self.require(
+                                    codes::UNKNOWN_TAG,
+                                    "tag",
+                                    n,
+                                    false,
+                                    self.schema.tags.iter().cloned().collect(),
+                                );
+                            }
                         }
                     }
                 }
