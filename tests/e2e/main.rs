@@ -1,4 +1,5 @@
 //! End-to-end tests of the `cairn` binary: one test binary, one module per command.
 
+mod build;
 mod check;
 mod support;
