@@ -41,16 +41,25 @@ impl Ctx<'_> {
             warned_consent: Vec::new(),
         };
         let mut trigger_seen = false;
-        // Options first: the trigger's binding and the audience apply to every step.
+        // The trigger first, wherever it is written: its binding is visible to the
+        // options and every step.
+        for member in &j.members {
+            if let MemberKind::Trigger(t) = &member.kind
+                && !trigger_seen
+            {
+                trigger_seen = true;
+                self.trigger(t, &mut scope);
+            }
+        }
+        let mut trigger_count = 0;
         for member in &j.members {
             let option = match &member.kind {
-                MemberKind::Trigger(t) => {
-                    trigger_seen = true;
-                    self.trigger(t, &mut scope);
-                    Some("when")
+                MemberKind::Trigger(_) => {
+                    trigger_count += 1;
+                    (trigger_count > 1).then_some("when")
                 }
                 MemberKind::Audience(e) => {
-                    self.condition(e, &Scope::default(), "an audience");
+                    self.condition(e, &scope, "an audience");
                     walk.has_audience = true;
                     collect_consents(e, &mut walk.audience_consents);
                     Some("audience")
@@ -108,7 +117,18 @@ impl Ctx<'_> {
                 }
                 MemberKind::Migrate { .. } | MemberKind::Drain | MemberKind::Step(_) => None,
             };
-            if let Some(option) = option {
+            if option == Some("when") {
+                self.out.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_OPTION,
+                        format!("journey `{}` has two triggers", j.name.name),
+                    )
+                    .with_label(member.span, "second `when`")
+                    .with_help(
+                        "a journey starts one way; make a second journey for the other trigger",
+                    ),
+                );
+            } else if let Some(option) = option {
                 if let Some(first) = seen_options.get(option) {
                     self.out.push(
                         Diagnostic::error(
@@ -672,6 +692,7 @@ impl Ctx<'_> {
                         )),
                 );
             } else if walk.has_audience
+                && !self.out.iter().any(Diagnostic::is_error)
                 && !consents.iter().any(|c| {
                     walk.audience_consents.iter().any(|a| a == c)
                         || scope
@@ -705,7 +726,7 @@ impl Ctx<'_> {
             } else if root == "contact" {
                 field.is_none_or(|f| self.schema.contact.contains_key(f))
             } else if let Some((_, ty)) = scope.bindings.iter().rev().find(|(b, _)| b == root) {
-                field.is_none_or(|f| self.schema.member(ty, f).is_some())
+                *ty == Ty::Unknown || field.is_none_or(|f| self.schema.member(ty, f).is_some())
             } else {
                 false
             };
