@@ -284,10 +284,13 @@ only for contacts who can no longer convert.";
 "The segment or condition is false for every contact (for example `count(...) < 0`, or a
 condition and its negation joined with `and`).";
 
-    CONSENT_NOT_REQUIRED = "W0004", "audience does not require the consent",
-"The journey sends marketing messages on a channel whose consent its audience does not
-require. Such sends are skipped at dispatch time for contacts without consent; add
-`consented(...)` to the audience to keep them out of the journey altogether.";
+    CONSENT_NOT_REQUIRED = "W0004", "audience checks no consent",
+"The journey sends marketing messages, but neither its audience nor the branch around the
+send checks any consent. Consent is checked at dispatch time, so those sends are skipped
+for contacts without it; add `consented(...)` to the audience to keep such contacts out of
+the journey altogether. A journey whose audience requires one consent (email) and that
+also sends on another channel (sms) is not warned: skipping the second send for
+contacts without that consent is the documented behaviour.";
 
     EMPTY_WINDOW = "W0005", "empty quiet hours",
 "Quiet hours from a time to the same time cover nothing.";

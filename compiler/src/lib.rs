@@ -9,11 +9,13 @@
 //! - [`codes`]: the diagnostics catalogue behind `cairn explain`.
 //! - [`check`]: checking a loaded project from the command line.
 
+pub mod build;
 pub mod check;
 pub mod checker;
 pub mod codes;
 pub mod db;
 pub mod lower;
+pub mod lower_tests;
 pub mod project;
 pub mod refs;
 pub mod schema;

@@ -5,6 +5,7 @@
 //! - [`ast`]: the typed tree with byte spans.
 //! - [`diagnostic`]: the one shape every finding takes, syntax or semantic.
 //! - [`lines`]: byte offsets to lines and columns.
+//! - [`synth`]: realistic generated projects of any size, for benchmarks and property tests.
 
 pub mod ast;
 pub mod diagnostic;
@@ -12,6 +13,7 @@ mod fmt;
 pub mod lines;
 pub mod parse;
 mod scan;
+pub mod synth;
 
 pub use diagnostic::{Diagnostic, Label, Severity};
 pub use fmt::{FormatError, expr as expr_text, format, format_file};

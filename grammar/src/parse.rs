@@ -86,8 +86,8 @@ pub fn parse(src: &str) -> Parsed {
                 Err(_) => {
                     // Parse again with pest's detailed tracking, which is only worth
                     // its cost on the failing path.
-                    pest::set_error_detail(true);
-                    match CairnParser::parse(Rule::item_chunk, text) {
+                    let detailed = parse_with_detail(text);
+                    match detailed {
                         Err(err) => {
                             diagnostics.push(syntax_error(&err, text, chunk.span.start, src.len()))
                         }
@@ -152,47 +152,181 @@ fn syntax_error(
     offset: usize,
     file_len: usize,
 ) -> Diagnostic {
-    let pos = match err.location {
+    use Rule::*;
+    let mut pos = match err.location {
         pest::error::InputLocation::Pos(p) => p,
         pest::error::InputLocation::Span((s, _)) => s,
     };
-    let (found, found_len) = describe_found(chunk, pos, offset + chunk.len() >= file_len);
+    let positives: &[Rule] = match &err.variant {
+        pest::error::ErrorVariant::ParsingError { positives, .. } => positives,
+        pest::error::ErrorVariant::CustomError { .. } => &[],
+    };
+    let attempts = err.parse_attempts();
+    let tokens: Vec<String> = attempts
+        .as_ref()
+        .map(|a| a.expected_tokens().iter().map(|t| t.to_string()).collect())
+        .unwrap_or_default();
+    let furthest = attempts.as_ref().map_or(pos, |a| a.max_position);
+    let meaningful = |t: &String| MEANINGFUL_PUNCTUATION.contains(&t.as_str());
+    // pest puts a failing literal (`..`, `->`, `{`) at the start of the rule around it,
+    // while the attempts know how far the text really got: point there. Not inside a
+    // literal such as a date, whose furthest point is mid-token: there the literal as a
+    // whole is what is wrong.
+    let inside_literal = positives.iter().any(|r| {
+        matches!(
+            r,
+            datetime
+                | date
+                | time
+                | duration
+                | calendar_duration
+                | bad_duration
+                | money
+                | percent
+                | number
+                | integer
+                | signed_number
+                | string
+                | plain_string
+                | triple_string
+        )
+    });
+    // Only when a whole statement or item failed at `pos` (pest names the statement,
+    // not the literal inside it); a leaf such as an operator failing at `pos` is the
+    // real place, and tokens further on belong to what could follow.
+    let statement_failed = positives.is_empty()
+        || positives.iter().any(|r| {
+            *r == item_chunk
+                || (*r != step
+                    && matches!(
+                        describe_rule(*r),
+                        Some("an item" | "a journey option" | "a step" | "a field")
+                    ))
+                || matches!(
+                    r,
+                    trigger
+                        | test_contact
+                        | test_input
+                        | test_expect
+                        | score_on
+                        | score_decay
+                        | template_prop
+                        | split_arm
+                        | object_entry
+                )
+        })
+        // The generic `step` fails at its start both when a step such as `set x "a"`
+        // misses its `=` and when a word that is no step was taken for a label and
+        // then misses its `:`. Only the first is worth moving for.
+        || (positives.contains(&step)
+            && tokens.iter().any(|t| meaningful(t) && t != ":"));
     let mut expected: Vec<String> = Vec::new();
-    let mut push = |s: String| {
+    let push = |expected: &mut Vec<String>, s: String| {
         if !expected.contains(&s) {
             expected.push(s);
         }
     };
-    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
+    if furthest > pos && statement_failed && !inside_literal && tokens.iter().any(meaningful) {
+        pos = furthest;
+        tokens
+            .iter()
+            .filter(|t| meaningful(t))
+            .for_each(|t| push(&mut expected, format!("`{t}`")));
+    } else {
         for rule in positives {
             if let Some(d) = describe_rule(*rule) {
-                push(d.to_string());
+                push(&mut expected, d.to_string());
             }
         }
-    }
-    if let Some(attempts) = err.parse_attempts() {
-        for token in attempts.expected_tokens() {
+        if furthest == pos {
             // Punctuation only: keywords come through their rules, ranges and
             // built-in rules are noise to a reader.
-            let token = token.to_string();
-            if MEANINGFUL_PUNCTUATION.contains(&token.as_str()) {
-                push(format!("`{token}`"));
+            tokens
+                .iter()
+                .filter(|t| meaningful(t))
+                .for_each(|t| push(&mut expected, format!("`{t}`")));
+            // A statement could end here: a separator was possible (inside brackets
+            // only newlines are) after something on this line that is not an opening.
+            let line_before = chunk[..pos].rsplit('\n').next().unwrap_or("").trim_end();
+            let statement_on_line =
+                !line_before.is_empty() && !line_before.ends_with(['{', '(', '[', ',', ':']);
+            if statement_on_line
+                && tokens.iter().any(|t| t == "\n")
+                && tokens.iter().any(|t| t == ";")
+            {
+                push(&mut expected, "the end of the line".to_string());
             }
         }
     }
-    if std::env::var_os("CAIRN_DEBUG_ERRORS").is_some() {
-        let attempts = err.parse_attempts();
-        eprintln!(
-            "DEBUG pos={pos} variant={:?} max={:?} tokens={:?} expected={expected:?}",
-            err.variant,
-            attempts.as_ref().map(|a| a.max_position),
-            attempts.as_ref().map(|a| a
-                .expected_tokens()
-                .iter()
-                .map(|t| t.to_string())
-                .collect::<Vec<_>>())
-        );
+    let before = &chunk[..pos.min(chunk.len())];
+    let rest = &chunk[pos.min(chunk.len())..];
+    // Nothing but blanks, `;` and comments before: an item was due, whatever pest says.
+    let blank = |c: char| c.is_whitespace() || c == ';' || c == '\u{FEFF}';
+    let only_blank = |text: &str| {
+        text.lines().all(|l| {
+            let l = l.trim_matches(blank);
+            l.is_empty() || l.starts_with("//")
+        })
+    };
+    let nothing_left = only_blank(rest);
+    if only_blank(before) && (expected.is_empty() || nothing_left) {
+        // A lone `;` outside an item: the scanner made a chunk of it.
+        if let Some(semicolon) = before.find(';').filter(|_| nothing_left) {
+            let at = offset + semicolon;
+            return Diagnostic::error(codes::SYNTAX, "unexpected `;` outside an item")
+                .with_label(Span::new(at, at + 1), "nothing to separate here")
+                .with_help("remove it: `;` separates statements inside an item");
+        }
+        expected = vec!["an item".to_string()];
     }
+
+    // `10 mo`: a number and a word that is not a unit, where a duration belongs.
+    if expected.iter().any(|e| e.starts_with("a duration")) {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let blanks = rest[digits..]
+            .bytes()
+            .take_while(|b| *b == b' ' || *b == b'\t')
+            .count();
+        let word_at = digits + blanks;
+        let word = rest[word_at..]
+            .bytes()
+            .take_while(u8::is_ascii_alphabetic)
+            .count();
+        let unit = &rest[word_at..word_at + word];
+        let whole_word = !rest[word_at + word..]
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_');
+        const NOT_UNITS: &[&str] = &[
+            "and", "or", "not", "in", "is", "as", "where", "within", "unless", "else", "timeout",
+            "to", "at", "local", "every", "times", "per", "skip", "defer",
+        ];
+        if digits > 0 && blanks > 0 && word > 0 && whole_word && !NOT_UNITS.contains(&unit) {
+            let n = &rest[..digits];
+            let help = match unit {
+                "mo" | "mon" | "mos" | "mth" | "mths" => {
+                    format!("write `{n} months` for calendar months")
+                }
+                "yr" | "yrs" => format!("write `{n} years` for calendar years"),
+                "min" | "mins" => format!("write `{n}m` or `{n} minutes`"),
+                "hr" | "hrs" => format!("write `{n}h` or `{n} hours`"),
+                "sec" | "secs" => format!("write `{n}s` or `{n} seconds`"),
+                "wk" | "wks" => format!("write `{n}w` or `{n} weeks`"),
+                _ => "use `s`, `m`, `h`, `d` or `w` for exact time (`2h`, `7 days`), \
+                      `months` or `years` for calendar time (`6 months`)"
+                    .to_string(),
+            };
+            let at = offset + pos + word_at;
+            return Diagnostic::error(
+                codes::INVALID_LITERAL,
+                format!("unknown duration unit `{unit}`"),
+            )
+            .with_label(Span::new(at, at + word), "not a unit")
+            .with_help(help);
+        }
+    }
+
+    let (found, found_len) = describe_found(chunk, pos, offset + chunk.len() >= file_len);
     let summary = summarize(&expected);
     let start = offset + pos;
     let span = Span::new(start, start + found_len);
@@ -220,6 +354,9 @@ fn syntax_error(
 const MEANINGFUL_PUNCTUATION: &[&str] =
     &["{", "}", "(", ")", "[", "]", ":", "=", "->", "..", ",", "|"];
 
+/// What stands at `pos`, as the message names it, and how many bytes to underline: a
+/// whole word, a whole literal (`2026-03-01T10:00`, `50%`), a whole string on its line,
+/// or one character.
 fn describe_found(chunk: &str, pos: usize, at_file_end: bool) -> (String, usize) {
     let rest = &chunk[pos.min(chunk.len())..];
     let Some(first) = rest.chars().next() else {
@@ -233,14 +370,42 @@ fn describe_found(chunk: &str, pos: usize, at_file_end: bool) -> (String, usize)
     if first == '\n' || first == '\r' {
         return ("the end of the line".to_string(), 0);
     }
-    let word_len = rest
-        .char_indices()
-        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
-        .map_or(rest.len(), |(i, _)| i);
-    let len = if word_len > 0 {
-        word_len
+    let line = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
+    let len = if first == '"' {
+        // Up to the closing quote, or the end of the line.
+        let mut escaped = false;
+        line.char_indices()
+            .skip(1)
+            .find(|&(_, c)| {
+                let close = c == '"' && !escaped;
+                escaped = c == '\\' && !escaped;
+                close
+            })
+            .map_or(line.len(), |(i, _)| i + 1)
+    } else if first.is_ascii_digit() {
+        // A number-like literal: digits, letters, `%`, and `.`, `:`, `-`, `+` before a
+        // digit (`12.5`, `09:00`, `2026-03-01T10:00+02:00`).
+        let bytes = line.as_bytes();
+        let mut end = 0;
+        while end < bytes.len() {
+            let b = bytes[end];
+            let next_is_digit = bytes.get(end + 1).is_some_and(u8::is_ascii_digit);
+            if b.is_ascii_alphanumeric()
+                || matches!(b, b'_' | b'%')
+                || (matches!(b, b':' | b'-' | b'+' | b'.') && next_is_digit)
+            {
+                end += 1;
+            } else {
+                break;
+            }
+        }
+        end
     } else {
-        first.len_utf8()
+        let word = line
+            .char_indices()
+            .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+            .map_or(line.len(), |(i, _)| i);
+        if word > 0 { word } else { first.len_utf8() }
     };
     (format!("`{}`", &rest[..len]), len)
 }
@@ -264,6 +429,20 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
         percent => "a percentage such as `50%`",
         money => "an amount such as `80 EUR`",
         channel | K_EMAIL | K_SMS | K_PUSH => "a channel (`email`, `sms` or `push`)",
+        cap_scope => "`marketing` or a channel (`email`, `sms` or `push`)",
+        cap_action => "`defer` or `skip`",
+        unsubscribe_scope => "`all` or a channel (`email`, `sms` or `push`)",
+        template_choice => "a template name",
+        step_ref => "a step name",
+        time_clause => "`at` or `until`",
+        block | event_fields => "`{`",
+        timeout_branch => "`timeout`",
+        else_branch => "`else`",
+        unless_clause => "`unless`",
+        boolean => "`true` or `false`",
+        in_sends | in_updates | in_opens | in_clicks | in_unsubscribes | in_visits | in_grants => {
+            "an action such as `sends`, `opens` or `clicks`"
+        }
         type_expr | enum_type | list_type => "a type",
         field => "a field",
         step | step_kind | send_step | post_step | wait_step | wait_until_step | wait_for_step
@@ -385,10 +564,56 @@ fn describe_rule(rule: Rule) -> Option<&'static str> {
     })
 }
 
-/// Up to four expectations are listed; longer lists are folded into what they have in
+/// Up to five expectations are listed; longer lists are folded into what they have in
 /// common so the message stays readable.
 fn summarize(expected: &[String]) -> String {
+    const OPERATOR_WORDS: &[&str] = &["`and`", "`or`", "`in`", "`is`", "`not`"];
+    const STEP_WORDS: &[&str] = &[
+        "`send`", "`post`", "`wait`", "`if`", "`split`", "`tag`", "`score`", "`set`", "`retry`",
+        "`goal`", "`exit`",
+    ];
+    const EXPECTATION_WORDS: &[&str] = &[
+        "`send`",
+        "`split`",
+        "`tag`",
+        "`score`",
+        "`goal`",
+        "`exit`",
+        "`skip`",
+        "`defer`",
+        "`enter`",
+        "`nothing`",
+    ];
+    const EXPECTATION: &str = "an expectation such as `send`, `tag`, `goal` or `nothing`";
     let mut list: Vec<&str> = expected.iter().map(String::as_str).collect();
+    let count = |list: &[&str], words: &[&str]| list.iter().filter(|e| words.contains(e)).count();
+    // Keyword sets stand for the construct they start.
+    const ACTION_WORDS: &[&str] = &[
+        "`sends`",
+        "`updates`",
+        "`opens`",
+        "`clicks`",
+        "`unsubscribes`",
+        "`visits`",
+        "`grants`",
+    ];
+    const ACTION: &str = "an action such as `sends`, `opens` or `clicks`";
+    if count(&list, ACTION_WORDS) >= 4 {
+        list.retain(|e| !ACTION_WORDS.contains(e));
+        if !list.contains(&ACTION) {
+            list.insert(0, ACTION);
+        }
+    }
+    let is_test = list.contains(&"`nothing`") || list.contains(&"`enter`");
+    if is_test && count(&list, EXPECTATION_WORDS) >= 4 {
+        list.retain(|e| !EXPECTATION_WORDS.contains(e) && *e != "`no`");
+        list.insert(0, EXPECTATION);
+    } else if count(&list, STEP_WORDS) >= 3 {
+        list.retain(|e| !STEP_WORDS.contains(e));
+        if !list.contains(&"a step") {
+            list.insert(0, "a step");
+        }
+    }
     if list.contains(&"a step") {
         list.retain(|e| !(e.starts_with('`') && e.len() <= 12 && *e != "`}`") || *e == "`{`");
     }
@@ -400,6 +625,24 @@ fn summarize(expected: &[String]) -> String {
                 && *e != "`quiet`"
                 && *e != "`frequency`"
         });
+    }
+    // `and`, `or`, ... are operators; an operator is the least likely fix, so it goes last.
+    if list.contains(&"an operator") {
+        list.retain(|e| !OPERATOR_WORDS.contains(e) && *e != "an operator");
+        list.push("an operator");
+    }
+    // Brackets that only start an expression say nothing more than "an expression".
+    if list.contains(&"an expression") {
+        list.retain(|e| !matches!(*e, "`(`" | "`[`" | "`{`"));
+    }
+    // A trigger is a name or a keyword; "a name" on top of it is noise.
+    if list.contains(&"a trigger") {
+        list.retain(|e| *e != "a name");
+    }
+    // `:` shows up wherever the word before could have been a step label; it is worth
+    // naming only when nothing else fits.
+    if list.len() > 1 {
+        list.retain(|e| *e != "`:`");
     }
     if list.len() > 5 {
         let keep: Vec<&str> = list
@@ -421,20 +664,274 @@ fn summarize(expected: &[String]) -> String {
 }
 
 fn help_for(expected: &[String], chunk: &str, pos: usize) -> Option<String> {
+    const RESERVED: &[&str] = &[
+        "and", "or", "not", "in", "is", "as", "where", "within", "unless", "true", "false", "else",
+        "timeout", "to", "at",
+    ];
+    const STEP_WORDS: &[&str] = &[
+        "send", "post", "wait", "if", "split", "tag", "score", "set", "retry", "goal", "exit",
+    ];
+    const ITEM_WORDS: &[&str] = &[
+        "contact",
+        "consent",
+        "record",
+        "event",
+        "tag",
+        "segment",
+        "score",
+        "template",
+        "quiet",
+        "frequency",
+        "journey",
+        "test",
+    ];
+    const OPERATORS: &[&str] = &[
+        "and ", "or ", "not in ", "in ", "==", "!=", "<", ">", "+", "*", "where ", "within ",
+    ];
+    /// Edits (insert, delete, replace, swap two neighbours) from `a` to `b`.
+    fn distance(a: &str, b: &str) -> usize {
+        let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+        let mut d = vec![vec![0; b.len() + 1]; a.len() + 1];
+        for (i, row) in d.iter_mut().enumerate() {
+            row[0] = i;
+        }
+        for (j, cell) in d[0].iter_mut().enumerate() {
+            *cell = j;
+        }
+        for i in 1..=a.len() {
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                d[i][j] = (d[i - 1][j] + 1)
+                    .min(d[i][j - 1] + 1)
+                    .min(d[i - 1][j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+                }
+            }
+        }
+        d[a.len()][b.len()]
+    }
+
+    let has = |e: &str| expected.iter().any(|x| x == e);
+    let has_prefix = |p: &str| expected.iter().any(|x| x.starts_with(p));
     let rest = chunk.get(pos..).unwrap_or("");
-    if expected.iter().any(|e| e.starts_with("a duration")) {
+    let before = chunk.get(..pos).unwrap_or("");
+    let word_len = rest
+        .char_indices()
+        .find(|&(_, c)| !(c.is_alphanumeric() || c == '_'))
+        .map_or(rest.len(), |(i, _)| i);
+    let word = &rest[..word_len];
+    let line_before = &before[before.rfind('\n').map_or(0, |i| i + 1)..];
+    let at_line_end = rest.is_empty() || rest.starts_with(['\n', '\r']);
+
+    if rest.starts_with(['“', '”', '„', '‘', '’', '«', '»']) {
+        return Some("write text between straight double quotes: `\"...\"`".into());
+    }
+    if word == "else" {
+        return Some("`else` goes right after the `}` of an `if` block: `} else {`".into());
+    }
+    if RESERVED.contains(&word) && (has("a name") || has("a step")) {
+        return Some(format!(
+            "`{word}` is a reserved word and cannot be used as a name; choose another name"
+        ));
+    }
+    let non_ascii = rest
+        .chars()
+        .next()
+        .is_some_and(|c| !c.is_ascii() && c.is_alphanumeric())
+        || before
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+            && rest.chars().next().is_some_and(|c| !c.is_ascii());
+    if non_ascii || (has("a name") && rest.chars().next().is_some_and(|c| !c.is_ascii())) {
+        return Some(
+            "names use only the letters `a`-`z` and `A`-`Z`, digits and `_`; \
+             other characters belong in strings"
+                .into(),
+        );
+    }
+    if has("a name") && rest.starts_with('"') {
+        return Some("names are written without quotes".into());
+    }
+    // A misspelt keyword: the closest one that was possible here.
+    if word_len > 1 && word.is_ascii() {
+        let mut candidates: Vec<&str> = expected
+            .iter()
+            .flat_map(|e| e.split('`').skip(1).step_by(2))
+            .filter(|k| k.chars().all(|c| c.is_ascii_lowercase()))
+            .collect();
+        if has("a step") {
+            candidates.extend(STEP_WORDS);
+        }
+        // At the start of a line after a finished item, a new item was meant.
+        if has("an item") || (line_before.trim().is_empty() && has("the end of the line")) {
+            candidates.extend(ITEM_WORDS);
+        }
+        let limit = if word.len() <= 4 { 1 } else { 2 };
+        let best = candidates
+            .iter()
+            .map(|k| (distance(word, k), usize::from(k.len() != word.len()), *k))
+            .filter(|&(d, _, k)| d > 0 && d <= limit && k.len() > 1)
+            .min();
+        if let Some((_, _, keyword)) = best {
+            return Some(format!("did you mean `{keyword}`?"));
+        }
+    }
+    if has_prefix("a duration") {
         return Some("durations are a whole number and a unit: `s`, `m`, `h`, `d`, `w`, or `months`/`years` for calendar time".into());
     }
-    if expected.iter().any(|e| e == "an item") {
-        return Some("a file holds items: `contact`, `consent`, `record`, `event`, `tag`, `segment`, `score`, `template`, `quiet hours`, `frequency cap`, `journey` and `test`".into());
+    if has_prefix("a time of day") && rest.chars().next().is_some_and(|c| c.is_ascii_digit()) {
+        return Some("times of day have two-digit hours and minutes: `09:00`, `21:30`".into());
     }
-    if rest.starts_with('=')
-        && !rest.starts_with("==")
-        && expected.iter().any(|e| e == "an operator")
-    {
+    if has_prefix("a date and time") {
+        let literal_len = rest
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '-' | '+')))
+            .unwrap_or(rest.len());
+        let literal = &rest[..literal_len];
+        if literal.len() >= 16 && !literal.ends_with('Z') && literal[10..].contains('T') {
+            return Some(format!(
+                "add a time zone: `{literal}Z` for UTC, or an offset such as `+02:00`"
+            ));
+        }
+        return Some("write a date and time as `2026-03-01T10:00Z` (`Z` is UTC; or an offset such as `+02:00`)".into());
+    }
+    if has_prefix("a signed number") && rest.starts_with(|c: char| c.is_ascii_digit()) {
+        return Some("points need a sign: `+5` adds points, `-5` takes them away".into());
+    }
+    if rest.starts_with('=') && !rest.starts_with("==") && has("an operator") {
         return Some("compare with `==`; `=` only assigns, in `set`".into());
     }
-    if expected.iter().any(|e| e == "the end of the line") {
+    if has("a trigger") {
+        return Some(
+            "say what starts the journey, such as `when cart_updated` or `when contact created`"
+                .into(),
+        );
+    }
+    if has("a type") {
+        return Some(
+            "a field is a name and a type, such as `phone phone?` or `tier string = \"none\"`"
+                .into(),
+        );
+    }
+    if has_prefix("a percentage") {
+        if rest.starts_with(|c: char| c.is_ascii_digit()) {
+            return Some("write a percentage with `%`, such as `10%`".into());
+        }
+        return Some(
+            "each arm of a split is a share, a name and a step: `50% a: send email offer`".into(),
+        );
+    }
+    if has("a name") && line_before.contains("enum") && rest.starts_with('}') {
+        return Some("list the values of the enum: `enum { bronze, silver, gold }`".into());
+    }
+    let first_word = line_before.split_whitespace().next().unwrap_or("");
+    if has("a name") && rest.starts_with('{') && ITEM_WORDS.contains(&first_word) {
+        return Some(format!(
+            "give the {first_word} a name: `{first_word} my_name {{`"
+        ));
+    }
+    if first_word == "test" && expected.first().is_some_and(|e| e == "a string") {
+        return Some("name the test with a string: `test \"cart reminder is sent\" {`".into());
+    }
+    if has("`within`") && line_before.contains("unless") {
+        return Some("`unless` needs a time window: `unless order_completed within 2h`".into());
+    }
+    if has("`..`") {
+        return Some("write a window of time as `from..to`, such as `21:00..08:00`".into());
+    }
+    if has("`=`") && first_word == "set" {
+        return Some("assign with `=`: `set contact.tier = \"gold\"`".into());
+    }
+    if has("`->`") {
+        return Some("write a migration as `migrate old_label -> new_label`".into());
+    }
+    if has("an item") {
+        return Some("a file holds items: `contact`, `consent`, `record`, `event`, `tag`, `segment`, `score`, `template`, `quiet hours`, `frequency cap`, `journey` and `test`".into());
+    }
+    if ITEM_WORDS.contains(&word) && !line_before.trim().is_empty() && has("the end of the line") {
+        return Some(format!(
+            "each item starts on a line of its own: put `{word}` on a new line"
+        ));
+    }
+    if at_line_end {
+        // An operator at the start of the next line does not continue this one.
+        let next = rest.trim_start_matches([' ', '\t', '\r', '\n']);
+        if let Some(op) = OPERATORS.iter().find(|op| next.starts_with(**op)) {
+            let op = op.trim();
+            return Some(format!(
+                "a line cannot start with `{op}`: end this line with `{op}` to continue the condition on the next one"
+            ));
+        }
+        if line_before.trim_end().ends_with(':') {
+            return Some(
+                "a label names the step after it on the same line: `first: send email welcome`"
+                    .into(),
+            );
+        }
+        if has("`{`") {
+            return Some("start the block with `{` at the end of this line".into());
+        }
+        if has("a name") && line_before.trim_start().starts_with("send ") {
+            return Some("name the template to send: `send email welcome`".into());
+        }
+    }
+    let next_word = rest[word_len..]
+        .trim_start_matches([' ', '\t'])
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .next()
+        .unwrap_or("");
+    if has("a step") && word_len > 0 && STEP_WORDS.contains(&next_word) {
+        return Some(format!(
+            "if `{word}` is a label, follow it with `:`, as in `{word}: {next_word} ...`"
+        ));
+    }
+    let in_split_arm = line_before
+        .trim_start()
+        .starts_with(|c: char| c.is_ascii_digit())
+        && line_before.contains('%');
+    if in_split_arm && (has("a name") || has("`:`")) {
+        return Some(
+            "each arm of a split is a share, a name and a step: `50% a: send email offer`".into(),
+        );
+    }
+    if has("`:`") && expected.len() == 1 {
+        return Some("write each entry as `name: value`".into());
+    }
+    if has("`{`") && STEP_WORDS.contains(&word) {
+        return Some("steps go inside a block: `{ ... }`".into());
+    }
+    if expected.first().is_some_and(|e| e == "a string") && !rest.starts_with('"') {
+        return Some("write text between double quotes: `\"...\"`".into());
+    }
+    if word.len() == 3
+        && has("an operator")
+        && word.chars().all(|c| c.is_ascii_lowercase())
+        && before.trim_end().ends_with(|c: char| c.is_ascii_digit())
+    {
+        return Some(format!(
+            "currency codes are written in capitals: `{}`",
+            word.to_ascii_uppercase()
+        ));
+    }
+    // `cart reminder` for `cart_reminder`: a second word right after a name.
+    let after_name = line_before.ends_with([' ', '\t'])
+        && line_before
+            .trim_end()
+            .ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+    if word_len > 0 && after_name && !has("an operator") && has("the end of the line") {
+        let previous = line_before.trim_end();
+        let start = previous
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .map_or(0, |i| i + 1);
+        let name = &previous[start..];
+        if !STEP_WORDS.contains(&name) && !ITEM_WORDS.contains(&name) {
+            return Some(format!(
+                "names cannot contain spaces: if `{name} {word}` is one name, write `{name}_{word}`"
+            ));
+        }
+    }
+    if has("the end of the line") {
         return Some("put each statement on its own line, or separate them with `;`".into());
     }
     None
@@ -460,6 +957,23 @@ static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
         .op(Op::prefix(Rule::op_neg))
         .op(Op::postfix(Rule::member) | Op::postfix(Rule::is_set) | Op::postfix(Rule::is_not_set))
 });
+
+/// Parses a failing chunk again with pest's detailed tracking on. The switch is
+/// process-wide, so it is turned on only for this re-parse, under a lock that keeps
+/// failing parses on other threads from turning it off mid-way; successful parses never
+/// pay for it.
+fn parse_with_detail(
+    text: &str,
+) -> Result<pest::iterators::Pairs<'_, Rule>, pest::error::Error<Rule>> {
+    static DETAIL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = DETAIL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    pest::set_error_detail(true);
+    let result = CairnParser::parse(Rule::item_chunk, text);
+    pest::set_error_detail(false);
+    result
+}
 
 /// Builds one item's tree. Spans inside an item are relative to the item's start (see
 /// [`Item`]), so an edit elsewhere in the file leaves the item's tree unchanged.
@@ -1604,8 +2118,9 @@ impl Builder {
                         .with_help(format!("write `{digits} months` for calendar months"));
                 }
                 self.diagnostics.push(diagnostic);
+                // A placeholder that no later check mistakes for a zero duration.
                 DurationLit {
-                    value: 0,
+                    value: 1,
                     unit: DurationUnit::Seconds,
                     span,
                 }

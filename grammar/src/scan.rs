@@ -132,7 +132,9 @@ impl<'a> Scanner<'a> {
                     self.pos += 1;
                 }
                 _ => {
-                    if !b.is_ascii_whitespace() {
+                    // A byte order mark is whitespace to the grammar too.
+                    let bom = self.bytes[self.pos..].starts_with("\u{FEFF}".as_bytes());
+                    if !b.is_ascii_whitespace() && !bom {
                         self.ensure_chunk(self.pos);
                     }
                     self.pos += utf8_len(b);
@@ -149,6 +151,9 @@ impl<'a> Scanner<'a> {
         let mut first = line;
         while first < self.bytes.len() && matches!(self.bytes[first], b' ' | b'\t' | b'\r') {
             first += 1;
+        }
+        if self.bytes[first..].starts_with("\u{FEFF}".as_bytes()) {
+            first += 3;
         }
         let word = word_at(self.bytes, first);
         if word.is_empty() || !ITEM_KEYWORDS.contains(&word) {

@@ -16,6 +16,7 @@ pub mod expr;
 pub mod id;
 pub mod journey;
 pub mod schema;
+pub mod test;
 
 pub use expr::{BinaryOp, CallArg, Duration, Entry, Expr, MAX_EXPR_NESTING, UnaryOp};
 pub use id::{BlockIds, StepId};

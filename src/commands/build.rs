@@ -8,9 +8,8 @@ use super::CommandResult;
 use crate::Outcome;
 use crate::cli::BuildArgs;
 use crate::render;
-use cairn_compiler::check::check_project;
-use cairn_compiler::lower::{LowerInput, SourceInput, lower};
-use cairn_compiler::project::{self, Project};
+use cairn_compiler::build::build_plan;
+use cairn_compiler::project;
 use cairn_grammar::Diagnostic;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,71 +28,24 @@ pub fn run(args: &BuildArgs) -> CommandResult {
     let project = projects.remove(0);
     let name = project.name();
 
-    // Check first: a plan is only built from a project without errors.
-    let mut findings: Vec<&Diagnostic> = Vec::new();
+    // A plan is only built from a project without errors.
+    let commit = git_commit(&project.root);
+    let built = build_plan(&project, commit.as_deref());
+    let (plan, findings) = match built {
+        Ok(built) => (Some(built.plan), built.warnings),
+        Err(errors) => (None, errors),
+    };
     let mut text = String::new();
-    let reports = check_project(&project);
-    for file in &reports {
-        let source = &project.sources[file.index];
-        for diagnostic in &file.diagnostics {
-            findings.push(diagnostic);
-            text.push_str(&render::diagnostic(diagnostic, &source.path, &source.text));
-            text.push('\n');
-        }
+    for (file, diagnostic) in &findings {
+        let source = &project.sources[*file];
+        text.push_str(&render::diagnostic(diagnostic, &source.path, &source.text));
+        text.push('\n');
     }
     eprint!("{text}");
-    if findings.iter().any(|d| d.is_error()) {
-        eprintln!("cannot build `{name}`: {}", render::counts(&findings));
+    let Some(plan) = plan else {
+        let all: Vec<&Diagnostic> = findings.iter().map(|(_, d)| d).collect();
+        eprintln!("cannot build `{name}`: {}", render::counts(&all));
         return Ok(Outcome::Failed);
-    }
-
-    let parsed: Vec<_> = project
-        .sources
-        .iter()
-        .map(|s| cairn_grammar::parse(&s.text))
-        .collect();
-    let paths: Vec<String> = project
-        .sources
-        .iter()
-        .map(|s| relative_path(&project, &s.path))
-        .collect();
-    let sources: Vec<SourceInput<'_>> = project
-        .sources
-        .iter()
-        .zip(&parsed)
-        .zip(&paths)
-        .map(|((source, parsed), path)| SourceInput {
-            path,
-            text: &source.text,
-            file: &parsed.file,
-        })
-        .collect();
-    let commit = git_commit(&project.root);
-    let input = LowerInput {
-        project: &name,
-        default_currency: project.manifest.project.currency.as_deref(),
-        sources: &sources,
-        assets: &project.assets,
-        git_commit: commit.as_deref(),
-    };
-    let plan = match lower(&input) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            let mut text = String::new();
-            for error in &errors {
-                let source = &project.sources[error.file];
-                text.push_str(&render::diagnostic(
-                    &error.diagnostic,
-                    &source.path,
-                    &source.text,
-                ));
-                text.push('\n');
-            }
-            eprint!("{text}");
-            let all: Vec<&Diagnostic> = errors.iter().map(|e| &e.diagnostic).collect();
-            eprintln!("cannot build `{name}`: {}", render::counts(&all));
-            return Ok(Outcome::Failed);
-        }
     };
 
     let json = plan.to_json_pretty();
@@ -117,19 +69,9 @@ pub fn run(args: &BuildArgs) -> CommandResult {
     Ok(Outcome::Ok)
 }
 
-/// A source's path relative to the project root, `/`-separated, as plans show it.
-fn relative_path(project: &Project, path: &Path) -> String {
-    let relative = path.strip_prefix(&project.root).unwrap_or(path);
-    let parts: Vec<String> = relative
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    parts.join("/")
-}
-
 /// The commit checked out in `dir`, with `-dirty` when anything under `dir` differs
 /// from it; `None` outside a git work tree or without git.
-fn git_commit(dir: &Path) -> Option<String> {
+pub(super) fn git_commit(dir: &Path) -> Option<String> {
     let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {

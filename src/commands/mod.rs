@@ -1,9 +1,15 @@
 //! One module per command.
 
+mod bench;
 mod build;
 mod check;
+mod deploy;
 mod explain;
 mod fmt;
+mod lsp;
+mod serve;
+mod status;
+mod test;
 
 use crate::Outcome;
 use crate::cli::{Cli, Command};
@@ -15,6 +21,12 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Check(args) => check::run(&args),
         Command::Fmt(args) => fmt::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Test(args) => test::run(&args),
         Command::Build(args) => build::run(&args),
+        Command::Lsp => lsp::run(),
+        Command::Serve(args) => serve::run(&args),
+        Command::Deploy(args) => deploy::run(&args),
+        Command::Status(args) => status::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }

@@ -2,4 +2,7 @@
 
 mod build;
 mod check;
+mod lsp;
+mod runtime;
 mod support;
+mod test_cmd;

@@ -692,21 +692,16 @@ impl Ctx<'_> {
                         )),
                 );
             } else if walk.has_audience
+                && walk.audience_consents.is_empty()
                 && !self.out.iter().any(Diagnostic::is_error)
-                && !consents.iter().any(|c| {
-                    walk.audience_consents.iter().any(|a| a == c)
-                        || scope
-                            .narrowed
-                            .iter()
-                            .any(|p| p.strip_prefix("consented:") == Some(c))
-                })
+                && !scope.narrowed.iter().any(|p| p.starts_with("consented:"))
                 && !walk.warned_consent.contains(&channel)
             {
                 walk.warned_consent.push(channel);
                 self.out.push(
                     Diagnostic::warning(
                         codes::CONSENT_NOT_REQUIRED,
-                        format!("the audience does not require consent for {channel}"),
+                        format!("marketing {channel} to an audience that checks no consent"),
                     )
                     .with_label(
                         step,

@@ -1,0 +1,317 @@
+//! The admin API (bearer token): deploys and rollbacks, status, a contact's trace; and
+//! the open `/healthz` and `/metrics`.
+//!
+//! The response types are shared with [`crate::client`], which `cairn deploy` and
+//! `cairn status` use.
+
+use crate::ingest::{error, secret_hash};
+use crate::process::Core;
+use crate::store::StoreError;
+use crate::store::admin::{EndCount, StepCount, Totals};
+use crate::store::outbox::OutboxCounts;
+use crate::store::plans::{Deployed, PlanVersion};
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use cairn_plan::Plan;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// `GET /admin/status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    pub project: Option<String>,
+    pub active_version: Option<i64>,
+    pub versions: Vec<PlanVersion>,
+    pub journeys: Vec<JourneyStatus>,
+    pub totals: TotalsView,
+    pub outbox: OutboxView,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JourneyStatus {
+    pub name: String,
+    /// Steps in the active plan, in a stable order.
+    pub steps: Vec<String>,
+    /// Runs in flight by version, step and state.
+    pub in_flight: Vec<StepRuns>,
+    /// Ended runs by reason.
+    pub ended: BTreeMap<String, i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRuns {
+    pub plan_version: i64,
+    pub step: Option<String>,
+    pub state: String,
+    pub runs: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TotalsView {
+    pub contacts: i64,
+    pub events: i64,
+    pub runs_in_flight: i64,
+    pub timers: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OutboxView {
+    pub pending: i64,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+struct AdminState {
+    core: Arc<Core>,
+    admin_token_sha256: String,
+}
+
+/// The admin routes and the open ones.
+pub fn router(core: Arc<Core>, admin_token_sha256: String) -> Router {
+    let state = Arc::new(AdminState {
+        core,
+        admin_token_sha256,
+    });
+    Router::new()
+        .route("/admin/deploy", post(deploy))
+        .route("/admin/status", get(status))
+        .route("/admin/contacts/{id}", get(contact))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+fn authorised(headers: &HeaderMap, token_sha256: &str) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| !token.is_empty() && secret_hash(token.trim()) == token_sha256)
+}
+
+fn unauthorised() -> Response {
+    let mut response = error(
+        StatusCode::UNAUTHORIZED,
+        "the admin API needs `Authorization: Bearer <admin token>`",
+    );
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        axum::http::HeaderValue::from_static("Bearer"),
+    );
+    response
+}
+
+fn store_error(e: &StoreError) -> Response {
+    match e {
+        StoreError::Conflict(message) => error(StatusCode::CONFLICT, message.clone()),
+        other => {
+            tracing::error!(error = %other, "an admin request failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct DeployQuery {
+    rollback: Option<String>,
+}
+
+/// `POST /admin/deploy` with a plan's JSON; `?rollback` re-activates the previous
+/// version instead.
+async fn deploy(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<DeployQuery>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    if !authorised(&headers, &state.admin_token_sha256) {
+        return unauthorised();
+    }
+    let core = &state.core;
+    let result = if query.rollback.is_some() {
+        core.store.rollback().await
+    } else {
+        match check_plan(&body) {
+            Ok(plan) => {
+                core.store
+                    .deploy(
+                        &body,
+                        &plan.content_hash,
+                        plan.git_commit.as_deref(),
+                        core.now(),
+                    )
+                    .await
+            }
+            Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        }
+    };
+    match result {
+        Ok(deployed) => {
+            if let Err(e) = core.reload_active().await {
+                return store_error(&e);
+            }
+            tracing::info!(
+                version = deployed.version,
+                changed = deployed.changed,
+                "deployed"
+            );
+            axum::Json(deployed).into_response()
+        }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// A plan the daemon can run: it loads (format version, references) and its hash is
+/// its content's.
+pub fn check_plan(text: &str) -> Result<Plan, String> {
+    let plan = Plan::from_json(text).map_err(|e| e.to_string())?;
+    if !plan.verify_hash() {
+        return Err(format!(
+            "the plan's `content_hash` does not match its content (expected {}): rebuild it with `cairn build`",
+            plan.compute_hash()
+        ));
+    }
+    Ok(plan)
+}
+
+async fn status(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    if !authorised(&headers, &state.admin_token_sha256) {
+        return unauthorised();
+    }
+    match build_status(&state.core).await {
+        Ok(status) => axum::Json(status).into_response(),
+        Err(e) => store_error(&e),
+    }
+}
+
+/// The status report.
+pub async fn build_status(core: &Core) -> Result<Status, StoreError> {
+    let store = &core.store;
+    let versions = store.versions().await?;
+    let steps: Vec<StepCount> = store.step_counts().await?;
+    let ends: Vec<EndCount> = store.end_counts().await?;
+    let totals: Totals = store.totals().await?;
+    let outbox: OutboxCounts = store.outbox_counts().await?;
+    let active = core.active_plan();
+    let mut journeys: BTreeMap<String, JourneyStatus> = BTreeMap::new();
+    if let Some(active) = &active {
+        for (name, journey) in &active.plan.journeys {
+            journeys.insert(
+                name.clone(),
+                JourneyStatus {
+                    name: name.clone(),
+                    steps: journey.steps.keys().map(|s| s.0.clone()).collect(),
+                    in_flight: Vec::new(),
+                    ended: BTreeMap::new(),
+                },
+            );
+        }
+    }
+    let blank = |name: &str| JourneyStatus {
+        name: name.to_string(),
+        steps: Vec::new(),
+        in_flight: Vec::new(),
+        ended: BTreeMap::new(),
+    };
+    for count in steps {
+        journeys
+            .entry(count.journey.clone())
+            .or_insert_with(|| blank(&count.journey))
+            .in_flight
+            .push(StepRuns {
+                plan_version: count.plan_version,
+                step: count.step,
+                state: count.state,
+                runs: count.runs,
+            });
+    }
+    for count in ends {
+        journeys
+            .entry(count.journey.clone())
+            .or_insert_with(|| blank(&count.journey))
+            .ended
+            .insert(count.reason, count.runs);
+    }
+    Ok(Status {
+        project: active.as_ref().map(|a| a.plan.project.clone()),
+        active_version: active.as_ref().map(|a| a.version),
+        versions,
+        journeys: journeys.into_values().collect(),
+        totals: TotalsView {
+            contacts: totals.contacts,
+            events: totals.events,
+            runs_in_flight: totals.runs_in_flight,
+            timers: totals.timers,
+        },
+        outbox: OutboxView {
+            pending: outbox.pending,
+            sent: outbox.sent,
+            failed: outbox.failed,
+        },
+    })
+}
+
+#[derive(Debug, Deserialize)]
+struct TraceQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /admin/contacts/{id}`: the contact, its events, runs and outcomes.
+async fn contact(
+    State(state): State<Arc<AdminState>>,
+    Path(id): Path<String>,
+    Query(query): Query<TraceQuery>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorised(&headers, &state.admin_token_sha256) {
+        return unauthorised();
+    }
+    let limit = query.limit.unwrap_or(1_000).clamp(1, 100_000);
+    match state.core.store.contact_trace(&id, limit).await {
+        Ok(Some(trace)) => axum::Json(trace).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, format!("no contact `{id}`")),
+        Err(e) => store_error(&e),
+    }
+}
+
+async fn healthz(State(state): State<Arc<AdminState>>) -> Response {
+    match state.core.store.schema_version().await {
+        Ok(schema) => axum::Json(serde_json::json!({
+            "status": "ok",
+            "schema_version": schema,
+            "active_version": state.core.active_plan().map(|a| a.version),
+        }))
+        .into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the database is unreachable: {e}"),
+        ),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    let core = &state.core;
+    let due = core.store.timers_due(core.now()).await.ok();
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        core.metrics.render(due),
+    )
+        .into_response()
+}
+
+/// A [`Deployed`] as `cairn deploy` prints it.
+pub fn describe_deploy(deployed: &Deployed) -> String {
+    let short: String = deployed.content_hash.chars().take(12).collect();
+    if deployed.changed {
+        format!("version {} is active (hash {short}…)", deployed.version)
+    } else {
+        format!(
+            "version {} (hash {short}…) is already active; nothing changed",
+            deployed.version
+        )
+    }
+}

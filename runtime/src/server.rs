@@ -1,0 +1,433 @@
+//! The daemon: opens the store, deploys the project's plan when it changed, serves the
+//! tracking and admin APIs, and runs the timer worker and the outbox dispatcher until
+//! told to stop; then it stops taking requests, drains the queued ones, lets the
+//! workers finish the batch they hold, and closes the store.
+
+use crate::admin;
+use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::engine::Links;
+use crate::ingest::{self, IngestLimits, secret_hash};
+use crate::process::Core;
+use crate::store::{Backend, Store, StoreError, StoreOptions};
+use crate::time::{Clock, SystemClock};
+use cairn_plan::Plan;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Everything `cairn serve` decided from its flags, the environment and `cairn.toml`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// `sqlite:PATH` or `postgres://...`.
+    pub database_url: String,
+    /// Where credentials are written on first start (the project's `.cairn/`).
+    pub state_dir: PathBuf,
+    pub outbox_dir: PathBuf,
+    /// The address contacts reach the daemon at, for links in messages.
+    pub public_url: String,
+    /// The project's plan, deployed on start when its hash is not the active one.
+    pub plan: Option<Plan>,
+    pub ingest: IngestLimits,
+    /// How long a shutdown waits for in-flight work before giving up on it.
+    pub shutdown_grace: Duration,
+    /// Timers claimed at once.
+    pub timer_batch: i64,
+    /// How long a claim holds a timer.
+    pub timer_lease: Duration,
+    /// How often the timers are polled without a nudge.
+    pub timer_poll: Duration,
+    /// From the environment; generated and stored on first start otherwise.
+    pub write_key: Option<String>,
+    pub admin_token: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub email_from: Option<String>,
+}
+
+impl ServeConfig {
+    pub fn new(database_url: String, state_dir: PathBuf) -> ServeConfig {
+        ServeConfig {
+            database_url,
+            outbox_dir: state_dir.join("outbox"),
+            state_dir,
+            public_url: "http://127.0.0.1:8080".into(),
+            plan: None,
+            ingest: IngestLimits::default(),
+            shutdown_grace: Duration::from_secs(30),
+            timer_batch: 500,
+            timer_lease: Duration::from_secs(60),
+            timer_poll: Duration::from_secs(1),
+            write_key: None,
+            admin_token: None,
+            webhook_secret: None,
+            email_from: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Io(String),
+    #[error("the project's plan cannot be deployed: {0}")]
+    Plan(String),
+}
+
+/// The secrets of a daemon, as the store keeps them (hashes) and as first start tells
+/// the user (the credentials file).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub write_key_sha256: String,
+    pub admin_token_sha256: String,
+    pub webhook_secret: String,
+    /// Where the plain values were written, when this start generated them.
+    pub written_to: Option<PathBuf>,
+}
+
+/// The name of the credentials file in the state directory.
+pub const CREDENTIALS_FILE: &str = "credentials";
+
+/// Reads the daemon's credentials: from the environment when set, else from the
+/// store; on the very first start they are generated, their hashes stored and the
+/// plain values written to `state_dir/credentials` (readable by the owner only).
+pub async fn credentials(store: &Store, config: &ServeConfig) -> Result<Credentials, ServeError> {
+    let mut generated: Vec<(&str, String)> = Vec::new();
+    let mut hashes = Vec::new();
+    for (label, from_env, prefix) in [
+        ("write_key", &config.write_key, "wk_"),
+        ("admin_token", &config.admin_token, "at_"),
+    ] {
+        let key = format!("{label}_sha256");
+        let hash = match (from_env, store.setting(&key).await?) {
+            (Some(value), _) => secret_hash(value),
+            (None, Some(hash)) => hash,
+            (None, None) => {
+                let value = format!("{prefix}{}", random_hex(24));
+                // Another daemon on the same database may win the race: keep its value.
+                let kept = store.setting_or_insert(&key, &secret_hash(&value)).await?;
+                if kept == secret_hash(&value) {
+                    generated.push((label, value));
+                }
+                kept
+            }
+        };
+        hashes.push(hash);
+    }
+    let webhook_secret = match &config.webhook_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let secret = format!("whs_{}", random_hex(24));
+            store.setting_or_insert("webhook_secret", &secret).await?
+        }
+    };
+    let written_to = if generated.is_empty() {
+        None
+    } else {
+        Some(write_credentials(&config.state_dir, &generated)?)
+    };
+    let admin_token_sha256 = hashes.pop().unwrap_or_default();
+    let write_key_sha256 = hashes.pop().unwrap_or_default();
+    Ok(Credentials {
+        write_key_sha256,
+        admin_token_sha256,
+        webhook_secret,
+        written_to,
+    })
+}
+
+fn write_credentials(dir: &Path, values: &[(&str, String)]) -> Result<PathBuf, ServeError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| ServeError::Io(format!("cannot create `{}`: {e}", dir.display())))?;
+    let path = dir.join(CREDENTIALS_FILE);
+    let mut text = String::from(
+        "# Cairn daemon credentials, generated on first start. Keep this file secret;\n\
+         # the daemon stores only their hashes. CAIRN_WRITE_KEY and CAIRN_ADMIN_TOKEN\n\
+         # override them.\n",
+    );
+    // Keep what an earlier start wrote for values not generated now.
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        for line in existing.lines() {
+            let key = line.split('=').next().unwrap_or_default().trim();
+            if !line.starts_with('#') && !key.is_empty() && !values.iter().any(|(k, _)| *k == key) {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    for (key, value) in values {
+        text.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    write_private(&path, &text)
+        .map_err(|e| ServeError::Io(format!("cannot write `{}`: {e}", path.display())))?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(text.as_bytes())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::write(path, text)
+}
+
+/// Reads one value (`write_key`, `admin_token`) from a credentials file.
+pub fn read_credential(path: &Path, key: &str) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once('=')?;
+        (k.trim() == key).then(|| v.trim().trim_matches('"').to_string())
+    })
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    if getrandom::fill(&mut buffer).is_err() {
+        // No OS randomness: fall back to the clock and the process id, hashed.
+        let seed = format!("{:?}{}", std::time::SystemTime::now(), std::process::id());
+        return secret_hash(&seed)[..bytes * 2].to_string();
+    }
+    buffer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What a start reports to the person who ran `cairn serve`.
+#[derive(Debug, Clone)]
+pub struct Started {
+    pub listening: std::net::SocketAddr,
+    pub backend: Backend,
+    pub credentials_file: Option<PathBuf>,
+    pub deployed: Option<crate::store::plans::Deployed>,
+    pub active_version: Option<i64>,
+}
+
+/// Runs the daemon on `listener` until `shutdown` resolves. `on_start` is called once
+/// everything is ready, before the first request is served.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(&Started),
+) -> Result<(), ServeError> {
+    run_with_clock(config, listener, shutdown, on_start, Arc::new(SystemClock)).await
+}
+
+pub async fn run_with_clock(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_start: impl FnOnce(&Started),
+    clock: Arc<dyn Clock>,
+) -> Result<(), ServeError> {
+    let options = StoreOptions::default();
+    let store = Store::open_with(&config.database_url, &options).await?;
+    let credentials = credentials(&store, &config).await?;
+    let worker_id = format!(
+        "{}-{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "cairn".into()),
+        std::process::id(),
+        random_hex(4)
+    );
+    let links = Links {
+        base_url: config.public_url.clone(),
+    };
+    let core = Arc::new(Core::new(store.clone(), clock, links, worker_id));
+
+    let deployed = match &config.plan {
+        Some(plan) => {
+            let text = plan.to_json_pretty();
+            admin::check_plan(&text).map_err(ServeError::Plan)?;
+            Some(
+                store
+                    .deploy(
+                        &text,
+                        &plan.content_hash,
+                        plan.git_commit.as_deref(),
+                        core.now(),
+                    )
+                    .await?,
+            )
+        }
+        None => None,
+    };
+    let active = core.reload_active().await?;
+
+    let mut limits = config.ingest.clone();
+    if store.backend() == Backend::Postgres && limits.writers < 2 {
+        limits.writers = 4;
+    }
+    let (ingest_routes, writers) =
+        ingest::router(core.clone(), credentials.write_key_sha256.clone(), limits);
+    let app = ingest_routes
+        .merge(admin::router(
+            core.clone(),
+            credentials.admin_token_sha256.clone(),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(60),
+        ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let timers = tokio::spawn(timer_worker(core.clone(), config.clone(), stop_rx.clone()));
+    let mut dispatch_config = DispatchConfig::new(
+        config.outbox_dir.clone(),
+        credentials.webhook_secret.clone(),
+    );
+    if let Some(from) = &config.email_from {
+        dispatch_config.email_from = from.clone();
+    }
+    let dispatcher = Dispatcher::new(core.clone(), dispatch_config)
+        .map_err(|e| ServeError::Io(format!("cannot set up the HTTP client: {e}")))?;
+    let dispatch = tokio::spawn(dispatcher.run(stop_rx));
+
+    let listening = listener
+        .local_addr()
+        .map_err(|e| ServeError::Io(format!("cannot read the listening address: {e}")))?;
+    on_start(&Started {
+        listening,
+        backend: store.backend(),
+        credentials_file: credentials.written_to.clone(),
+        deployed,
+        active_version: active.map(|a| a.version),
+    });
+    tracing::info!(%listening, backend = store.backend().as_str(), "cairn serve is ready");
+
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|e| ServeError::Io(format!("the HTTP server failed: {e}")));
+    tracing::info!("shutting down: draining queued events and in-flight work");
+
+    // The router (and with it the queue's sender) is gone: writers drain and end.
+    let grace = config.shutdown_grace;
+    let drained = tokio::time::timeout(grace, async {
+        for writer in writers {
+            let _ = writer.await;
+        }
+    })
+    .await;
+    let _ = stop_tx.send(true);
+    let workers = tokio::time::timeout(grace, async {
+        let _ = timers.await;
+        let _ = dispatch.await;
+    })
+    .await;
+    if drained.is_err() || workers.is_err() {
+        tracing::warn!("in-flight work did not finish within the grace period; leases will expire");
+    }
+    store.close().await;
+    served
+}
+
+/// Runs the daemon on a runtime of its own, listening on `listen`, until SIGTERM or
+/// Ctrl-C: what `cairn serve` calls.
+pub fn serve_blocking(
+    config: ServeConfig,
+    listen: &str,
+    on_start: impl FnOnce(&Started),
+) -> Result<(), ServeError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("cairn")
+        .build()
+        .map_err(|e| ServeError::Io(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| ServeError::Io(format!("cannot listen on `{listen}`: {e}")))?;
+        run(config, listener, shutdown_signal(), on_start).await
+    })
+}
+
+/// Claims due timers in batches and runs them, until `stop`.
+async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Receiver<bool>) {
+    let lease = i64::try_from(config.timer_lease.as_millis()).unwrap_or(60_000);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let now = core.now();
+        let claimed = core
+            .store
+            .claim_timers(&core.worker_id, now, now + lease, config.timer_batch)
+            .await;
+        let wait = match claimed {
+            Ok(timers) if !timers.is_empty() => {
+                if let Err(e) = core.run_timers(&timers).await {
+                    tracing::warn!(error = %e, "running timers failed; their leases will expire");
+                    Duration::from_secs(1)
+                } else {
+                    continue;
+                }
+            }
+            Ok(_) => match core.store.next_timer_due().await {
+                Ok(Some(due)) => {
+                    let ms = u64::try_from((due - core.now()).max(0)).unwrap_or(0);
+                    Duration::from_millis(ms).min(config.timer_poll)
+                }
+                Ok(None) => config.timer_poll,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the timers failed");
+                    config.timer_poll
+                }
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming timers failed");
+                Duration::from_secs(1)
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = core.timers_changed.notified() => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info` for Cairn).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("cairn_runtime=info,warn"));
+    use std::io::IsTerminal as _;
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(colour)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,112 @@
+//! Versioned migrations, embedded in the binary and applied on start.
+//!
+//! Each migration has one SQL file per backend under `migrations/`. The applied versions
+//! are rows of `cairn_migrations`; a database newer than this binary is refused rather
+//! than guessed at. On PostgreSQL an advisory lock keeps two daemons starting at once
+//! from migrating together.
+
+use super::{Pools, Result, Store, StoreError};
+use sqlx::Row;
+
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("migrations/postgres/0001_initial.sql"),
+}];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Any number, the same in every daemon: the advisory lock's key.
+const MIGRATION_LOCK: i64 = 0x6361_6972_6e00;
+
+const RECORD: &str = "INSERT INTO cairn_migrations (version, name, applied_at) VALUES ($1, $2, $3)";
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS cairn_migrations (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT   NOT NULL,
+    applied_at BIGINT NOT NULL
+)";
+
+impl Store {
+    /// Applies every migration the database lacks, each in its own transaction.
+    pub(super) async fn migrate(&self) -> Result<()> {
+        let now = jiff::Timestamp::now().as_millisecond();
+        match &self.pools {
+            Pools::Sqlite { write, .. } => {
+                let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
+                sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
+                let applied: Option<i64> =
+                    sqlx::query("SELECT MAX(version) AS v FROM cairn_migrations")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("v")?;
+                let applied = check(applied.unwrap_or(0))?;
+                for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+                    sqlx::raw_sql(m.sqlite).execute(&mut *tx).await?;
+                    sqlx::query(RECORD)
+                        .bind(m.version)
+                        .bind(m.name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Pools::Postgres(pool) => {
+                let mut tx = pool.begin().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
+                let applied: Option<i64> =
+                    sqlx::query("SELECT MAX(version) AS v FROM cairn_migrations")
+                        .fetch_one(&mut *tx)
+                        .await?
+                        .try_get("v")?;
+                let applied = check(applied.unwrap_or(0))?;
+                for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+                    sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
+                    sqlx::query(RECORD)
+                        .bind(m.version)
+                        .bind(m.name)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The schema version the database is at.
+    pub async fn schema_version(&self) -> Result<i64> {
+        super::on_read!(self, c => {
+            let v: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM cairn_migrations")
+                .fetch_one(&mut *c)
+                .await?
+                .try_get("v")?;
+            Ok(v.unwrap_or(0))
+        })
+    }
+}
+
+fn check(applied: i64) -> Result<i64> {
+    if applied > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: applied,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(applied)
+}

@@ -1,0 +1,644 @@
+//! The store test suite, run against both backends: SQLite in a temporary file, and
+//! PostgreSQL at `CAIRN_TEST_POSTGRES_URL` in a fresh schema per test, dropped after.
+//! When the variable is unset the PostgreSQL half says it did not run; when it is set
+//! and the server cannot be reached, the test fails.
+
+use super::contacts::NewEvent;
+use super::timers::TimerWork;
+use super::{Backend, Store, StoreError, StoreOptions};
+use crate::model::*;
+use cairn_plan::Plan;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+pub const POSTGRES_URL_VAR: &str = "CAIRN_TEST_POSTGRES_URL";
+
+static SCHEMAS: AtomicU32 = AtomicU32::new(0);
+
+/// A PostgreSQL schema that exists for one test.
+pub struct TestSchema {
+    pub url: String,
+    pub name: String,
+}
+
+impl TestSchema {
+    /// A fresh schema on the test server, or `None` (with a note on stderr) when
+    /// `CAIRN_TEST_POSTGRES_URL` is unset. Panics when the server is unreachable.
+    pub async fn create(test: &str) -> Option<TestSchema> {
+        let Ok(url) = std::env::var(POSTGRES_URL_VAR) else {
+            eprintln!("{test}: PostgreSQL backend not tested ({POSTGRES_URL_VAR} is unset)");
+            return None;
+        };
+        let name = format!(
+            "cairn_test_{}_{}_{}",
+            test.replace(|c: char| !c.is_ascii_alphanumeric(), "_"),
+            std::process::id(),
+            SCHEMAS.fetch_add(1, Ordering::Relaxed)
+        );
+        // Fail loudly: CI sets the variable precisely so that this backend is tested.
+        let conn = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("{POSTGRES_URL_VAR} is set to `{url}` but PostgreSQL is unreachable: {e}")
+            });
+        let create = format!("CREATE SCHEMA {}", super::quote_ident(&name));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+            .execute(&conn)
+            .await
+            .expect("create a test schema");
+        conn.close().await;
+        Some(TestSchema { url, name })
+    }
+
+    pub async fn open(&self) -> Store {
+        let options = StoreOptions {
+            postgres_schema: Some(self.name.clone()),
+            max_connections: Some(4),
+        };
+        Store::open_with(&self.url, &options)
+            .await
+            .expect("open the PostgreSQL store")
+    }
+
+    pub async fn drop_schema(self) {
+        let conn = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&self.url)
+            .await
+            .expect("reconnect to drop the test schema");
+        let drop = format!("DROP SCHEMA {} CASCADE", super::quote_ident(&self.name));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+            .execute(&conn)
+            .await
+            .expect("drop the test schema");
+        conn.close().await;
+    }
+}
+
+/// Runs `body` against a fresh SQLite store, then a fresh PostgreSQL one; the second is
+/// skipped, with a note, when no server is configured. Cleans up even when `body` panics.
+pub async fn on_both<F, Fut>(test: &str, body: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let store = Store::open_sqlite_file(&dir.path().join("cairn.db"))
+        .await
+        .expect("open the SQLite store");
+    let outcome = tokio::spawn(body(store.clone())).await;
+    store.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+    if let Some(schema) = TestSchema::create(test).await {
+        let store = schema.open().await;
+        let outcome = tokio::spawn(body(store.clone())).await;
+        store.close().await;
+        schema.drop_schema().await;
+        if let Err(e) = outcome {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
+
+fn plan() -> Plan {
+    let mut plan = Plan::new("test");
+    plan.templates.insert(
+        "hello".into(),
+        cairn_plan::Template {
+            name: "hello".into(),
+            channel: cairn_plan::Channel::Email,
+            transactional: false,
+            parts: BTreeMap::new(),
+        },
+    );
+    plan
+}
+
+fn run(id: &str, contact: &str, state: RunState) -> Run {
+    Run {
+        id: id.into(),
+        contact_id: contact.into(),
+        journey: "welcome".into(),
+        plan_version: 1,
+        step: Some("hi".into()),
+        state,
+        bindings: BTreeMap::from([("signup".into(), json!({"form": "footer"}))]),
+        entered_at: 1_000,
+        visits: BTreeMap::from([("hi".into(), 1)]),
+    }
+}
+
+fn message(run_id: &str, visit: u32) -> OutboxMessage {
+    OutboxMessage {
+        run_id: run_id.into(),
+        step: "hi".into(),
+        visit,
+        channel: "email".into(),
+        template: Some("hello".into()),
+        address: "ana@example.com".into(),
+        payload: json!({"subject": "Hi"}),
+        not_before: 2_000,
+    }
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_record_their_version() {
+    on_both("migrations", |store| async move {
+        assert_eq!(
+            store.schema_version().await.expect("version"),
+            super::SCHEMA_VERSION
+        );
+        // Applying again (a restart) changes nothing.
+        store.migrate().await.expect("migrate again");
+        assert_eq!(
+            store.schema_version().await.expect("version"),
+            super::SCHEMA_VERSION
+        );
+        let totals = store.totals().await.expect("totals");
+        assert_eq!(totals.contacts, 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    on_both("newer_schema", |store| async move {
+        let mut tx = store.begin().await.expect("begin");
+        super::on_tx!(&mut tx, c => sqlx::query(
+            "INSERT INTO cairn_migrations (version, name, applied_at) VALUES (999, 'future', 0)"
+        )
+        .execute(&mut *c)
+        .await
+        .expect("insert")
+        .rows_affected());
+        tx.commit().await.expect("commit");
+        match store.migrate().await {
+            Err(StoreError::SchemaTooNew { found: 999, .. }) => {}
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deploys_are_versioned_and_roll_back() {
+    on_both("deploys", |store| async move {
+        let first = store
+            .deploy("{\"a\":1}", "aaa", Some("c1"), 10)
+            .await
+            .expect("deploy");
+        assert_eq!((first.version, first.changed), (1, true));
+        let again = store
+            .deploy("{\"a\":1}", "aaa", Some("c1"), 11)
+            .await
+            .expect("deploy");
+        assert_eq!(
+            (again.version, again.changed),
+            (1, false),
+            "same hash: no-op"
+        );
+        let second = store
+            .deploy("{\"a\":2}", "bbb", None, 12)
+            .await
+            .expect("deploy");
+        assert_eq!((second.version, second.changed), (2, true));
+        let (active, text) = store.active_plan().await.expect("active").expect("some");
+        assert_eq!((active.version, text.as_str()), (2, "{\"a\":2}"));
+
+        let back = store.rollback().await.expect("rollback");
+        assert_eq!(back.version, 1);
+        let versions = store.versions().await.expect("versions");
+        assert_eq!(versions.len(), 2);
+        assert!(
+            versions
+                .iter()
+                .any(|v| v.version == 1 && v.active && v.git_commit.as_deref() == Some("c1"))
+        );
+        assert!(versions.iter().any(|v| v.version == 2 && !v.active));
+        match store.rollback().await {
+            Err(StoreError::Conflict(message)) => assert!(message.contains("first"), "{message}"),
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        // Deploying the old hash again while v1 is active is a no-op; v2's hash is new
+        // relative to the active one, so it becomes v3.
+        let third = store
+            .deploy("{\"a\":2}", "bbb", None, 13)
+            .await
+            .expect("deploy");
+        assert_eq!((third.version, third.changed), (3, true));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn events_dedupe_by_message_id_and_aliases_merge_history() {
+    on_both("events", |store| async move {
+        let mut tx = store.begin().await.expect("begin");
+        let payload = json!({"path": "/"});
+        let anonymous = NewEvent {
+            contact_id: None,
+            anonymous_id: Some("anon-1"),
+            name: "page_viewed",
+            payload: &payload,
+            occurred_at: 100,
+            received_at: 100,
+            message_id: Some("m-1"),
+        };
+        assert!(tx.insert_event(&anonymous).await.expect("insert").is_some());
+        assert!(
+            tx.insert_event(&anonymous).await.expect("insert").is_none(),
+            "duplicate"
+        );
+        assert!(tx.has_message("m-1").await.expect("has"));
+
+        assert!(tx.ensure_contact("ana", 200).await.expect("ensure"));
+        assert!(
+            !tx.ensure_contact("ana", 201).await.expect("ensure"),
+            "created once"
+        );
+        assert_eq!(
+            tx.merge_alias("anon-1", "ana", 200).await.expect("merge"),
+            1
+        );
+        assert_eq!(
+            tx.resolve_alias("anon-1")
+                .await
+                .expect("resolve")
+                .as_deref(),
+            Some("ana")
+        );
+        // The first merge wins.
+        tx.ensure_contact("bob", 300).await.expect("ensure");
+        tx.merge_alias("anon-1", "bob", 300).await.expect("merge");
+        assert_eq!(
+            tx.resolve_alias("anon-1")
+                .await
+                .expect("resolve")
+                .as_deref(),
+            Some("ana")
+        );
+
+        tx.set_consent("ana", "email_marketing", true, Some("form"), 250)
+            .await
+            .expect("consent");
+        let state = tx.load_state("ana", 400).await.expect("state");
+        assert!(!state.created);
+        assert_eq!(state.history.len(), 1);
+        assert_eq!(state.history[0].name, "page_viewed");
+        assert_eq!(state.history[0].payload, payload);
+        assert_eq!(state.contact.consents.get("email_marketing"), Some(&true));
+        tx.commit().await.expect("commit");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn effects_commit_together_and_replays_do_not_duplicate_messages() {
+    on_both("effects", |store| async move {
+        let plan = plan();
+        let mut tx = store.begin().await.expect("begin");
+        let mut state = tx.load_state("ana", 1_000).await.expect("state");
+        assert!(state.created);
+        let effects = Effects {
+            runs: vec![run(
+                "welcome/ana/1",
+                "ana",
+                RunState::Waiting { until: 5_000 },
+            )],
+            outcomes: vec![Outcome {
+                at: 2_000,
+                contact_id: "ana".into(),
+                journey: Some("welcome".into()),
+                run_id: Some("welcome/ana/1".into()),
+                step: Some("hi".into()),
+                kind: "send".into(),
+                detail: json!({"channel": "email"}),
+            }],
+            messages: vec![message("welcome/ana/1", 1)],
+            contact_changes: vec![
+                ("ana".into(), ContactChange::TagAdded { tag: "vip".into() }),
+                (
+                    "ana".into(),
+                    ContactChange::Score {
+                        score: "engagement".into(),
+                        value: "15".into(),
+                    },
+                ),
+                (
+                    "ana".into(),
+                    ContactChange::Attribute {
+                        field: "timezone".into(),
+                        value: json!("Europe/Paris"),
+                    },
+                ),
+                (
+                    "ana".into(),
+                    ContactChange::Segment {
+                        segment: "lapsed".into(),
+                        member: true,
+                    },
+                ),
+            ],
+            wakeups: vec![Wakeup {
+                contact_id: "ana".into(),
+                at: 9_000,
+                reason: WakeupReason::TimeBoundary,
+            }],
+        };
+        let applied = tx
+            .apply_effects(&mut state, &effects, &plan, 2_000)
+            .await
+            .expect("apply");
+        assert_eq!(applied.messages, 1);
+        assert_eq!(applied.earliest_timer, Some(5_000));
+        // The same decision again (a replay after a crash) queues no second message.
+        let again = tx
+            .apply_effects(&mut state, &effects, &plan, 2_000)
+            .await
+            .expect("apply");
+        assert_eq!(again.messages, 0);
+        tx.commit().await.expect("commit");
+
+        let mut tx = store.begin().await.expect("begin");
+        let state = tx.load_state("ana", 3_000).await.expect("state");
+        tx.commit().await.expect("commit");
+        assert_eq!(
+            state.runs,
+            vec![run(
+                "welcome/ana/1",
+                "ana",
+                RunState::Waiting { until: 5_000 }
+            )]
+        );
+        assert_eq!(state.contact.tags.get("vip"), Some(&2_000));
+        assert_eq!(
+            state.contact.scores.get("engagement").map(String::as_str),
+            Some("15")
+        );
+        assert_eq!(state.contact.time_zone.as_deref(), Some("Europe/Paris"));
+        assert!(state.contact.segments.contains_key("lapsed"));
+        assert_eq!(
+            state.contact.entries.get("welcome").map(|e| e.count),
+            Some(1)
+        );
+        assert_eq!(state.contact.sends.len(), 1);
+        assert!(state.contact.sends[0].marketing);
+        let trace = store
+            .contact_trace("ana", 100)
+            .await
+            .expect("trace")
+            .expect("known");
+        assert_eq!(trace.outcomes.len(), 2);
+        assert_eq!(store.outbox_counts().await.expect("counts").pending, 1);
+
+        // Nothing is due yet; at 5 000 the run's timer is, before the wakeup.
+        let none = store
+            .claim_timers("w1", 4_999, 60_000, 10)
+            .await
+            .expect("claim");
+        assert!(none.is_empty());
+        let due = store
+            .claim_timers("w1", 9_000, 60_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(due.len(), 2);
+        assert_eq!(
+            due[0].work,
+            TimerWork::Run {
+                run_id: "welcome/ana/1".into()
+            }
+        );
+        assert_eq!(
+            due[1].work,
+            TimerWork::Wakeup {
+                reason: WakeupReason::TimeBoundary
+            }
+        );
+
+        // The run ends: its timer goes with it.
+        let mut tx = store.begin().await.expect("begin");
+        assert!(tx.release_timer(&due[0], "w1").await.expect("release"));
+        let mut state = tx.load_state("ana", 9_000).await.expect("state");
+        let ended = Effects {
+            runs: vec![run(
+                "welcome/ana/1",
+                "ana",
+                RunState::Ended {
+                    reason: EndReason::Completed,
+                    at: 9_000,
+                },
+            )],
+            ..Effects::default()
+        };
+        tx.apply_effects(&mut state, &ended, &plan, 9_000)
+            .await
+            .expect("apply");
+        tx.commit().await.expect("commit");
+        assert_eq!(store.totals().await.expect("totals").runs_in_flight, 0);
+        assert_eq!(
+            store.end_counts().await.expect("ends")[0].reason,
+            "completed"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_lease_cannot_release_its_timer() {
+    on_both("leases", |store| async move {
+        let plan = plan();
+        let waiting = run("welcome/ana/1", "ana", RunState::Waiting { until: 100 });
+        let mut tx = store.begin().await.expect("begin");
+        let mut state = tx.load_state("ana", 0).await.expect("state");
+        let effects = Effects {
+            runs: vec![waiting.clone()],
+            ..Effects::default()
+        };
+        tx.apply_effects(&mut state, &effects, &plan, 0)
+            .await
+            .expect("apply");
+        tx.commit().await.expect("commit");
+
+        // w1 claims with a lease that has expired by 200; w2 claims it then.
+        let first = store.claim_timers("w1", 100, 150, 10).await.expect("claim");
+        assert_eq!(first.len(), 1);
+        assert!(
+            store
+                .claim_timers("w2", 120, 1_000, 10)
+                .await
+                .expect("claim")
+                .is_empty(),
+            "leased"
+        );
+        let second = store
+            .claim_timers("w2", 200, 1_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(second.len(), 1);
+        assert_eq!(second[0].attempt, first[0].attempt + 1);
+        let mut tx = store.begin().await.expect("begin");
+        assert!(
+            !tx.release_timer(&first[0], "w1").await.expect("release"),
+            "w1 lost it"
+        );
+        tx.rollback().await.expect("rollback");
+
+        // An event that moves the run's timer also takes the timer from w2.
+        let mut tx = store.begin().await.expect("begin");
+        let mut state = tx.load_state("ana", 210).await.expect("state");
+        let moved = Effects {
+            runs: vec![Run {
+                state: RunState::Waiting { until: 500 },
+                ..waiting.clone()
+            }],
+            ..Effects::default()
+        };
+        tx.apply_effects(&mut state, &moved, &plan, 210)
+            .await
+            .expect("apply");
+        tx.commit().await.expect("commit");
+        let mut tx = store.begin().await.expect("begin");
+        assert!(
+            !tx.release_timer(&second[0], "w2").await.expect("release"),
+            "moved away"
+        );
+        tx.rollback().await.expect("rollback");
+        assert_eq!(store.next_timer_due().await.expect("next"), Some(500));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn concurrent_claims_take_disjoint_timers() {
+    on_both("disjoint_claims", |store| async move {
+        let plan = plan();
+        let mut tx = store.begin().await.expect("begin");
+        for i in 0..40 {
+            let contact = format!("c{i}");
+            let mut state = tx.load_state(&contact, 0).await.expect("state");
+            let effects = Effects {
+                runs: vec![run(
+                    &format!("welcome/{contact}/1"),
+                    &contact,
+                    RunState::Waiting { until: 10 },
+                )],
+                ..Effects::default()
+            };
+            tx.apply_effects(&mut state, &effects, &plan, 0)
+                .await
+                .expect("apply");
+        }
+        tx.commit().await.expect("commit");
+        let claims = (0..4).map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move { store.claim_timers(&format!("w{w}"), 10, 10_000, 15).await })
+        });
+        let mut seen = Vec::new();
+        for claim in claims {
+            seen.extend(
+                claim
+                    .await
+                    .expect("join")
+                    .expect("claim")
+                    .into_iter()
+                    .map(|t| t.id),
+            );
+        }
+        let count = seen.len();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), count, "a timer was claimed twice");
+        assert_eq!(count, 40);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_outbox_records_each_attempt_under_its_lease() {
+    on_both("outbox", |store| async move {
+        let plan = plan();
+        let mut tx = store.begin().await.expect("begin");
+        let mut state = tx.load_state("ana", 0).await.expect("state");
+        let effects = Effects {
+            messages: vec![message("welcome/ana/1", 1), message("welcome/ana/1", 2)],
+            ..Effects::default()
+        };
+        tx.apply_effects(&mut state, &effects, &plan, 0)
+            .await
+            .expect("apply");
+        tx.commit().await.expect("commit");
+
+        assert!(
+            store
+                .claim_messages("d1", 1_999, 5_000, 10)
+                .await
+                .expect("claim")
+                .is_empty()
+        );
+        let claimed = store
+            .claim_messages("d1", 2_000, 5_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(claimed.len(), 2);
+        assert_eq!(claimed[0].idempotency_key(), "welcome/ana/1/hi/1");
+        assert_eq!(claimed[0].attempts, 1);
+        store
+            .mark_sent(&claimed[0], "d1", 2_100)
+            .await
+            .expect("sent");
+        store
+            .mark_failed(&claimed[1], "d1", "timeout", Some(3_000))
+            .await
+            .expect("retry");
+        // Sent once: a second report under the same lease is refused.
+        assert!(matches!(
+            store.mark_sent(&claimed[0], "d1", 2_200).await,
+            Err(StoreError::LostLease(_))
+        ));
+        let retried = store
+            .claim_messages("d1", 3_000, 9_000, 10)
+            .await
+            .expect("claim");
+        assert_eq!(retried.len(), 1);
+        assert_eq!(retried[0].attempts, 2);
+        store
+            .mark_failed(&retried[0], "d1", "gone", None)
+            .await
+            .expect("give up");
+        let counts = store.outbox_counts().await.expect("counts");
+        assert_eq!((counts.pending, counts.sent, counts.failed), (0, 1, 1));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn settings_keep_the_first_value() {
+    on_both("settings", |store| async move {
+        assert_eq!(store.setting("k").await.expect("get"), None);
+        assert_eq!(
+            store.setting_or_insert("k", "one").await.expect("insert"),
+            "one"
+        );
+        assert_eq!(
+            store.setting_or_insert("k", "two").await.expect("insert"),
+            "one"
+        );
+        store.set_setting("k", "three").await.expect("set");
+        assert_eq!(
+            store.setting("k").await.expect("get").as_deref(),
+            Some("three")
+        );
+        assert!(matches!(
+            store.backend(),
+            Backend::Sqlite | Backend::Postgres
+        ));
+    })
+    .await;
+}
