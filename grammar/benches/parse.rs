@@ -10,7 +10,7 @@
 //! core, and peak memory under 10x the source.
 
 use cairn_grammar::{Parsed, parse, synth};
-use criterion::{Criterion, Throughput};
+use criterion::{Criterion, SamplingMode, Throughput};
 use std::hint::black_box;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,7 +39,10 @@ fn main() {
 
     let mut criterion = Criterion::default().configure_from_args();
     let mut group = criterion.benchmark_group("parse");
+    // A run takes a third of a second: flat sampling with few samples keeps the
+    // whole measurement near half a minute.
     group
+        .sampling_mode(SamplingMode::Flat)
         .sample_size(10)
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Bytes(bytes as u64));

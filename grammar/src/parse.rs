@@ -64,9 +64,11 @@ pub fn parse(src: &str) -> Parsed {
                 Ok(mut pairs) => match pairs.next().and_then(|p| p.into_inner().next()) {
                     Some(item) => {
                         let start = item.as_span().start();
+                        // Like inner spans, the item ends at its last token, before
+                        // any comment pest's implicit skipping took in.
                         let span = Span::new(
                             chunk.span.start + start,
-                            chunk.span.start + item.as_span().end(),
+                            chunk.span.start + start + content_len(item.as_str()),
                         );
                         let mut builder = Builder {
                             base: start,
@@ -123,14 +125,25 @@ fn doc_comment(comments: &[Comment], src: &str, item_start: usize) -> Option<Str
     let mut next_start = item_start;
     for c in comments[..below].iter().rev() {
         let between = &src[c.span.end..next_start];
+        // A doc comment stands on its own line, directly above the item or the next
+        // doc line: one that ends a line of code belongs to that code.
+        let own_line = src[line_start(src, c.span.start)..c.span.start]
+            .trim()
+            .is_empty();
         if !c.is_doc()
+            || !own_line
             || between.chars().filter(|&ch| ch == '\n').count() != 1
             || !between.trim().is_empty()
         {
             break;
         }
         let line = c.text.trim_start_matches("///");
-        lines.push(line.strip_prefix(' ').unwrap_or(line).to_string());
+        lines.push(
+            line.strip_prefix(' ')
+                .unwrap_or(line)
+                .trim_end()
+                .to_string(),
+        );
         next_start = line_start(src, c.span.start);
     }
     if lines.is_empty() {

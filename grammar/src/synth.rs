@@ -12,7 +12,8 @@
 //!   the channel they are sent on), segments, consents, tags and scores the project
 //!   declares, or the built-in events; `retry` and `opened()` name a labelled step
 //!   written earlier in the same journey; split weights sum to 100; every marketing
-//!   channel a journey sends on is in its audience's consents;
+//!   channel a journey sends on is in its audience's consents; every template and
+//!   segment is used (in turn), so a checker has nothing to report;
 //! - the line count is within a few percent of the request (from about 300 lines up;
 //!   smaller requests get the smallest project).
 //!
@@ -20,6 +21,7 @@
 //! from the semantics (times, quiet hours, caps), so `cairn test` is not expected to
 //! pass on a generated project.
 
+use std::cell::Cell;
 use std::fmt::Write as _;
 
 /// Generates a project of about `lines` lines: `(file name, source)` pairs, schema first.
@@ -301,9 +303,16 @@ struct Schema {
     templates: Vec<TemplateDef>,
     /// Marketing templates by channel, indexes into `templates`.
     by_channel: [Vec<usize>; 3],
+    /// Transactional email templates (receipts, confirmations), indexes into `templates`.
+    transactional: Vec<usize>,
     segments: Vec<String>,
     scores: Vec<String>,
     tags: Vec<String>,
+    /// Round-robin cursors, so every template and segment is used somewhere (the
+    /// checker warns about unused ones) once the project is large enough.
+    next_template: [Cell<usize>; 3],
+    next_transactional: Cell<usize>,
+    next_segment: Cell<usize>,
 }
 
 /// An event every project declares, named after the seed scenarios.
@@ -556,6 +565,7 @@ impl Schema {
 
         let mut templates = Vec::new();
         let mut by_channel: [Vec<usize>; 3] = Default::default();
+        let mut transactional_templates = Vec::new();
         let count = 12 + lines / 40;
         for i in 0..count {
             // Two of each channel first, so every journey shape finds a template.
@@ -573,7 +583,9 @@ impl Schema {
                 Chan::Email => base,
                 other => format!("{base}_{}", other.keyword()),
             };
-            if !transactional {
+            if transactional {
+                transactional_templates.push(templates.len());
+            } else {
                 by_channel[channel.index()].push(templates.len());
             }
             templates.push(TemplateDef {
@@ -598,15 +610,40 @@ impl Schema {
             events,
             templates,
             by_channel,
+            transactional: transactional_templates,
             segments,
             scores,
             tags,
+            next_template: Default::default(),
+            next_transactional: Cell::new(0),
+            next_segment: Cell::new(0),
         }
     }
 
-    fn template(&self, rng: &mut Rng, channel: Chan) -> &str {
-        let i = *rng.pick(&self.by_channel[channel.index()]);
-        &self.templates[i].name
+    /// The next marketing template of `channel`, in turn.
+    fn template(&self, channel: Chan) -> &str {
+        let list = &self.by_channel[channel.index()];
+        let cursor = &self.next_template[channel.index()];
+        let i = cursor.get();
+        cursor.set(i + 1);
+        &self.templates[list[i % list.len()]].name
+    }
+
+    /// The next transactional email template, in turn, if there is one.
+    fn transactional_template(&self) -> Option<&str> {
+        if self.transactional.is_empty() {
+            return None;
+        }
+        let i = self.next_transactional.get();
+        self.next_transactional.set(i + 1);
+        Some(&self.templates[self.transactional[i % self.transactional.len()]].name)
+    }
+
+    /// The next segment, in turn.
+    fn segment(&self) -> &str {
+        let i = self.next_segment.get();
+        self.next_segment.set(i + 1);
+        &self.segments[i % self.segments.len()]
     }
 
     fn schema_file(&self, rng: &mut Rng) -> String {
@@ -956,7 +993,6 @@ struct JourneySummary {
     labels: Vec<String>,
     splits: Vec<(String, Vec<String>)>,
     tags_added: Vec<String>,
-    scores: Vec<String>,
     has_goal: bool,
 }
 
@@ -1038,7 +1074,6 @@ impl<'a> JourneyWriter<'a> {
                 labels: Vec::new(),
                 splits: Vec::new(),
                 tags_added: Vec::new(),
-                scores: Vec::new(),
                 has_goal: false,
             },
         };
@@ -1073,11 +1108,15 @@ impl<'a> JourneyWriter<'a> {
             .iter()
             .map(|c| format!("consented({})", c.consent()))
             .collect();
-        if self.rng.chance(25) {
-            audience.push(format!(
+        match self.rng.below(100) {
+            0..=24 => audience.push(format!(
                 "contact.country == \"{}\"",
                 self.rng.pick(&COUNTRIES)
-            ));
+            )),
+            // A segment's name reads as whether the contact is in it.
+            25..=54 => audience.push(self.schema.segment().to_string()),
+            55..=59 => audience.push(format!("not {}", self.schema.segment())),
+            _ => {}
         }
         self.out
             .line(1, &format!("audience {}", audience.join(" and ")));
@@ -1182,7 +1221,7 @@ impl<'a> JourneyWriter<'a> {
                 } else {
                     "leaves"
                 },
-                self.rng.pick(&schema.segments)
+                schema.segment()
             ),
             15 => format!(
                 "tag {} {}",
@@ -1264,7 +1303,6 @@ impl<'a> JourneyWriter<'a> {
             80..=84 => {
                 let score = self.rng.pick(&self.schema.scores).clone();
                 let delta = self.rng.range(1, 30);
-                self.summary.scores.push(score.clone());
                 self.out.line(depth, &format!("score {score} +{delta}"));
             }
             85..=87 => {
@@ -1274,9 +1312,9 @@ impl<'a> JourneyWriter<'a> {
             }
             88..=90 => self.post(depth, left),
             91..=93 if self.channels.len() == 3 => {
-                let e = self.schema.template(self.rng, Chan::Email).to_string();
-                let s = self.schema.template(self.rng, Chan::Sms).to_string();
-                let p = self.schema.template(self.rng, Chan::Push).to_string();
+                let e = self.schema.template(Chan::Email).to_string();
+                let s = self.schema.template(Chan::Sms).to_string();
+                let p = self.schema.template(Chan::Push).to_string();
                 self.out.line(
                     depth,
                     &format!("send via preferred channel [{e}, {s}, {p}]"),
@@ -1296,7 +1334,15 @@ impl<'a> JourneyWriter<'a> {
 
     fn send(&mut self, depth: usize, top: bool) {
         let channel = self.channel();
-        let template = self.schema.template(self.rng, channel).to_string();
+        // Now and then a receipt or confirmation, which needs no marketing consent.
+        let transactional = match channel {
+            Chan::Email if self.rng.chance(8) => self.schema.transactional_template(),
+            _ => None,
+        };
+        let template = match transactional {
+            Some(t) => t.to_string(),
+            None => self.schema.template(channel).to_string(),
+        };
         self.summary.sends.push((channel, template.clone()));
         let mut text = String::new();
         if top && self.rng.chance(45) {
@@ -1326,7 +1372,8 @@ impl<'a> JourneyWriter<'a> {
 
     fn condition(&mut self) -> String {
         let schema = self.schema;
-        match self.rng.below(7) {
+        match self.rng.below(8) {
+            7 => schema.segment().to_string(),
             0 | 1 if !self.openable.is_empty() => {
                 format!("not opened({})", self.rng.pick(&self.openable))
             }
@@ -1366,7 +1413,7 @@ impl<'a> JourneyWriter<'a> {
     fn inline_if(&mut self, depth: usize) {
         let label = self.rng.pick(&self.openable).clone();
         let channel = self.channel();
-        let template = self.schema.template(self.rng, channel).to_string();
+        let template = self.schema.template(channel).to_string();
         self.summary.sends.push((channel, template.clone()));
         self.out.line(
             depth,
@@ -1440,7 +1487,7 @@ impl<'a> JourneyWriter<'a> {
                     "exit".to_string()
                 } else {
                     let channel = self.channel();
-                    let template = self.schema.template(self.rng, channel).to_string();
+                    let template = self.schema.template(channel).to_string();
                     self.summary.sends.push((channel, template.clone()));
                     format!("send {} {template}", channel.keyword())
                 };

@@ -293,7 +293,9 @@ impl Generator {
                 .collect();
         }
         if events.is_empty() {
-            return Err(BenchError::Setup("the plan declares no events to send".into()));
+            return Err(BenchError::Setup(
+                "the plan declares no events to send".into(),
+            ));
         }
         Ok(Generator {
             events,
@@ -327,7 +329,7 @@ impl Generator {
             Type::Scalar { name: scalar } => match scalar.as_str() {
                 "money" => json!(format!("{}.{:02} {currency}", 10 + i % 90, i % 100)),
                 "number" | "int" | "decimal" | "percent" | "duration" => json!(i % 1000),
-                "bool" => json!(i % 2 == 0),
+                "bool" => json!(i.is_multiple_of(2)),
                 "date" => json!("2026-01-15"),
                 "datetime" => json!("2026-01-15T10:00:00Z"),
                 "time" => json!("09:30"),

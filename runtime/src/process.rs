@@ -6,15 +6,15 @@
 use crate::engine::{Engine, Links};
 use crate::ingest::segment::{Input, InputKind};
 use crate::metrics::Metrics;
-use crate::model::{Effects, EventRecord, Millis, Outcome, RunState, Wakeup};
-use crate::store::contacts::{ContactState, NewEvent, merge_traits};
-use crate::store::effects::{Applied, time_zone_of};
+use crate::model::{Effects, EventRecord, Millis, RunState, Wakeup};
+use crate::store::contacts::{ContactState, EventRow, merge_traits};
+use crate::store::effects::{Applied, WriteSet};
 use crate::store::timers::{ClaimedTimer, TimerWork};
 use crate::store::{Result, Store, StoreError, Tx};
 use crate::time::Clock;
 use cairn_plan::Plan;
 use serde_json::{Value as Json, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
 
@@ -64,7 +64,97 @@ pub struct Core {
     pub timers_changed: Notify,
     /// Rung when a transaction queued a message.
     pub outbox_changed: Notify,
+    /// Numbers the `messageId`s made for events sent without one.
+    generated_ids: std::sync::atomic::AtomicU64,
+    /// Contacts as the last transaction left them: only with SQLite, where this daemon
+    /// is the one writer, so what it committed is what the database holds.
+    cache: Option<StateCache>,
 }
+
+/// Contacts kept in memory between transactions, so a busy contact is not read back
+/// from the database for every event. An entry is taken out while a transaction works
+/// on it and put back after the commit; each transaction has a generation (taken once
+/// it holds the single SQLite writer, so generations follow commit order) and a put
+/// never replaces the state of a later one.
+pub struct StateCache {
+    entries: std::sync::Mutex<CacheEntries>,
+    generations: std::sync::atomic::AtomicU64,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheEntries {
+    states: HashMap<String, (u64, ContactState)>,
+    /// Insertion order, for eviction (oldest first); may hold ids already gone.
+    order: std::collections::VecDeque<String>,
+}
+
+impl StateCache {
+    pub fn new(capacity: usize) -> StateCache {
+        StateCache {
+            entries: std::sync::Mutex::new(CacheEntries::default()),
+            generations: std::sync::atomic::AtomicU64::new(1),
+            capacity,
+        }
+    }
+
+    /// A new generation: call once the transaction holds the writer.
+    fn generation(&self) -> u64 {
+        self.generations
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn take(&self, ids: &[String]) -> HashMap<String, ContactState> {
+        let Ok(mut entries) = self.entries.lock() else {
+            return HashMap::new();
+        };
+        ids.iter()
+            .filter_map(|id| entries.states.remove(id).map(|(_, s)| (id.clone(), s)))
+            .collect()
+    }
+
+    fn forget(&self, ids: &[String]) {
+        if let Ok(mut entries) = self.entries.lock() {
+            for id in ids {
+                entries.states.remove(id);
+            }
+        }
+    }
+
+    fn put(&self, generation: u64, states: HashMap<String, ContactState>) {
+        let Ok(mut entries) = self.entries.lock() else {
+            return;
+        };
+        for (id, mut state) in states {
+            state.created = false;
+            let newer = entries.states.get(&id).is_none_or(|(g, _)| *g < generation);
+            if newer
+                && entries
+                    .states
+                    .insert(id.clone(), (generation, state))
+                    .is_none()
+            {
+                entries.order.push_back(id);
+            }
+        }
+        while entries.states.len() > self.capacity {
+            let Some(oldest) = entries.order.pop_front() else {
+                break;
+            };
+            entries.states.remove(&oldest);
+        }
+        // Ids evicted, taken or put back leave stale and repeated entries in the order;
+        // keep it bounded: one entry per cached id.
+        if entries.order.len() > 2 * self.capacity.max(1) {
+            let CacheEntries { states, order } = &mut *entries;
+            let mut seen = HashSet::with_capacity(states.len());
+            order.retain(|id| states.contains_key(id) && seen.insert(id.clone()));
+        }
+    }
+}
+
+/// Contacts the SQLite daemon keeps in memory between transactions.
+const CACHED_CONTACTS: usize = 50_000;
 
 /// How many times a unit of work is tried when the database asks for a retry.
 const ATTEMPTS: u32 = 5;
@@ -72,6 +162,8 @@ const ATTEMPTS: u32 = 5;
 impl Core {
     pub fn new(store: Store, clock: Arc<dyn Clock>, links: Links, worker_id: String) -> Core {
         Core {
+            cache: (store.backend() == crate::store::Backend::Sqlite)
+                .then(|| StateCache::new(CACHED_CONTACTS)),
             store,
             plans: RwLock::new(Plans::default()),
             metrics: Metrics::default(),
@@ -80,6 +172,7 @@ impl Core {
             worker_id,
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
+            generated_ids: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -169,13 +262,142 @@ impl Core {
         active: &Arc<LoadedPlan>,
     ) -> Result<(IngestReport, Applied)> {
         let now = self.now().max(received_at);
+        let inputs: Vec<&Input> = batches.iter().flatten().collect();
         let mut tx = self.store.begin().await?;
-        let mut work = Work::new(self, active.clone(), now);
-        for input in batches.iter().flatten() {
-            work.input(&mut tx, input).await?;
+
+        // Who each input is about: `userId`, else the contact its anonymous id merged
+        // into. Merges come first, so the history loaded next includes what they move.
+        let mut contact_of: Vec<Option<String>> = Vec::with_capacity(inputs.len());
+        let mut merged: Vec<String> = Vec::new();
+        for input in &inputs {
+            let contact = match (&input.user_id, &input.anonymous_id) {
+                (Some(user), _) => Some(user.clone()),
+                (None, Some(anonymous)) => tx.resolve_alias(anonymous).await?,
+                (None, None) => None,
+            };
+            if let Some(contact) = &contact {
+                let previous = match &input.kind {
+                    InputKind::Alias { previous_id } => Some(previous_id),
+                    _ => input
+                        .anonymous_id
+                        .as_ref()
+                        .filter(|_| input.user_id.is_some()),
+                };
+                if let Some(previous) = previous.filter(|p| *p != contact)
+                    && tx.merge_alias(previous, contact, now).await? > 0
+                {
+                    merged.push(contact.clone());
+                }
+            }
+            contact_of.push(contact);
         }
+        let mut ids: Vec<String> = contact_of.iter().flatten().cloned().collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let generation = self.cache.as_ref().map(StateCache::generation);
+        let (states, created) = self.load(&mut tx, &ids, &merged, now).await?;
+
+        // Every event of the transaction in one statement: a new contact's
+        // `contact_created` first, then the tracked events in order.
+        let mut rows: Vec<EventRow> = Vec::new();
+        let mut row_of_input: Vec<Option<usize>> = Vec::with_capacity(inputs.len());
+        let mut created_row: HashMap<String, usize> = HashMap::new();
+        for (input, contact) in inputs.iter().zip(&contact_of) {
+            if let Some(id) = contact
+                && created.contains(id)
+                && !created_row.contains_key(id)
+            {
+                created_row.insert(id.clone(), rows.len());
+                rows.push(EventRow {
+                    contact_id: Some(id.clone()),
+                    anonymous_id: None,
+                    name: "contact_created".into(),
+                    payload: json!({}),
+                    occurred_at: input.occurred_at.min(now),
+                    received_at: now,
+                    message_id: format!("cairn:contact_created:{id}"),
+                });
+            }
+            match &input.kind {
+                InputKind::Track { event, payload } => {
+                    row_of_input.push(Some(rows.len()));
+                    rows.push(EventRow {
+                        contact_id: contact.clone(),
+                        anonymous_id: input.anonymous_id.clone().filter(|_| contact.is_none()),
+                        name: event.clone(),
+                        payload: payload.clone(),
+                        occurred_at: input.occurred_at,
+                        received_at: now,
+                        message_id: input
+                            .message_id
+                            .clone()
+                            .unwrap_or_else(|| self.message_id()),
+                    });
+                }
+                _ => row_of_input.push(None),
+            }
+        }
+        let ids_of_rows = tx.insert_events(&rows).await?;
+
+        let mut work = Work::new(self, active.clone(), now, states);
+        for ((input, contact), row) in inputs.iter().zip(&contact_of).zip(&row_of_input) {
+            if let Some(id) = contact
+                && let Some(created) = created_row.remove(id)
+                && let Some(event_id) = ids_of_rows[created]
+            {
+                work.event(id, &rows[created], event_id).await?;
+            }
+            work.input(
+                input,
+                contact.as_deref(),
+                row.map(|r| (&rows[r], ids_of_rows[r])),
+            )
+            .await?;
+        }
+        let report = work.report.clone();
+        let applied = tx.flush(work.writes).await?;
         tx.commit().await?;
-        Ok((work.report, work.applied))
+        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
+            cache.put(generation, work.contacts);
+        }
+        Ok((report, applied))
+    }
+
+    /// Creates the contacts that are missing, locks them (PostgreSQL), and returns
+    /// what the engine reads about each, from the cache when it has them. Contacts in
+    /// `merged` just received merged history and are read from the database.
+    async fn load(
+        &self,
+        tx: &mut Tx,
+        ids: &[String],
+        merged: &[String],
+        now: Millis,
+    ) -> Result<(HashMap<String, ContactState>, HashSet<String>)> {
+        let mut states = match &self.cache {
+            Some(cache) => {
+                cache.forget(merged);
+                cache.take(ids)
+            }
+            None => HashMap::new(),
+        };
+        let missing: Vec<String> = ids
+            .iter()
+            .filter(|id| !states.contains_key(*id))
+            .cloned()
+            .collect();
+        let created = tx.ensure_contacts(&missing, now).await?;
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        tx.lock_contacts(&id_refs).await?;
+        states.extend(tx.load_states(&missing, &created).await?);
+        Ok((states, created))
+    }
+
+    /// A `messageId` for an event sent without one.
+    fn message_id(&self) -> String {
+        let n = self
+            .generated_ids
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("cairn:{}:{n}", self.worker_id)
     }
 
     /// Runs the work of claimed timers, one transaction for the batch; a timer whose
@@ -206,23 +428,31 @@ impl Core {
     ) -> Result<(u64, Applied)> {
         let now = self.now();
         let mut tx = self.store.begin().await?;
-        let mut contacts: Vec<&str> = timers.iter().map(|t| t.contact_id.as_str()).collect();
-        contacts.sort_unstable();
-        contacts.dedup();
-        tx.lock_contacts(&contacts).await?;
-        let mut work = Work::new(self, active.clone(), now);
+        let mut ids: Vec<String> = timers.iter().map(|t| t.contact_id.clone()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let generation = self.cache.as_ref().map(StateCache::generation);
+        // Guarded by the lease: a timer another worker took over, or an event moved,
+        // is not ours any more and its work is skipped.
+        let (states, _) = self.load(&mut tx, &ids, &[], now).await?;
+        let released = tx.release_timers(timers, &self.worker_id).await?;
+        let mut work = Work::new(self, active.clone(), now, states);
         let mut done = 0;
         for timer in timers {
-            if !tx.release_timer(timer, &self.worker_id).await? {
+            if !released.contains(&timer.id) {
                 tracing::debug!(key = %timer.key, "lost the lease on a timer; skipping it");
                 continue;
             }
             self.metrics.record_timer_lateness(now - timer.due_at);
-            work.timer(&mut tx, timer).await?;
+            work.timer(timer).await?;
             done += 1;
         }
+        let applied = tx.flush(work.writes).await?;
         tx.commit().await?;
-        Ok((done, work.applied))
+        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
+            cache.put(generation, work.contacts);
+        }
+        Ok((done, applied))
     }
 
     fn after_commit(&self, applied: &Applied) {
@@ -250,152 +480,81 @@ pub struct IngestReport {
     pub duplicates: u64,
 }
 
-/// One transaction's work: the contacts it loaded, kept current as effects apply.
+/// One transaction's decisions: the contacts it loaded, kept current as effects are
+/// staged, and the writes to flush before it commits.
 struct Work<'c> {
     core: &'c Core,
     active: Arc<LoadedPlan>,
     now: Millis,
     contacts: HashMap<String, ContactState>,
     report: IngestReport,
-    applied: Applied,
+    writes: WriteSet,
 }
 
 impl<'c> Work<'c> {
-    fn new(core: &'c Core, active: Arc<LoadedPlan>, now: Millis) -> Self {
+    fn new(
+        core: &'c Core,
+        active: Arc<LoadedPlan>,
+        now: Millis,
+        contacts: HashMap<String, ContactState>,
+    ) -> Self {
         Work {
             core,
             active,
             now,
-            contacts: HashMap::new(),
+            contacts,
             report: IngestReport::default(),
-            applied: Applied::default(),
+            writes: WriteSet::default(),
         }
     }
 
-    /// The contact's state, loaded (and on PostgreSQL locked) the first time the
-    /// transaction touches it. A contact created now first gets `contact_created`,
-    /// stamped `at` (when the message that created it happened).
-    async fn contact(&mut self, tx: &mut Tx, id: &str, at: Millis) -> Result<()> {
-        if self.contacts.contains_key(id) {
-            return Ok(());
-        }
-        let state = tx.load_state(id, self.now).await?;
-        let created = state.created;
-        self.contacts.insert(id.to_string(), state);
-        if created {
-            let payload = json!({});
-            self.event(
-                tx,
-                id,
-                None,
-                "contact_created",
-                &payload,
-                at.min(self.now),
-                None,
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn input(&mut self, tx: &mut Tx, input: &Input) -> Result<()> {
-        // A retried event changes nothing, not even the consents it carries.
-        if let (Some(id), InputKind::Track { .. }) = (&input.message_id, &input.kind)
-            && tx.has_message(id).await?
-        {
-            self.report.duplicates += 1;
-            return Ok(());
-        }
-        // The contact: `userId`, else the contact an anonymous id merged into.
-        let contact_id = match (&input.user_id, &input.anonymous_id) {
-            (Some(user), _) => Some(user.clone()),
-            (None, Some(anonymous)) => tx.resolve_alias(anonymous).await?,
-            (None, None) => None,
-        };
-        if let Some(id) = &contact_id {
-            self.contact(tx, id, input.occurred_at).await?;
-            if let (Some(anonymous), Some(_)) = (&input.anonymous_id, &input.user_id) {
-                // An identified call carrying both ids merges the anonymous history.
-                self.merge(tx, anonymous, id).await?;
-            }
-        }
+    /// One input, for `contact` (when it has one); `event` is its stored row and id
+    /// (`None` when the row was a duplicate).
+    async fn input(
+        &mut self,
+        input: &Input,
+        contact: Option<&str>,
+        event: Option<(&EventRow, Option<i64>)>,
+    ) -> Result<()> {
         match &input.kind {
             InputKind::Identify { traits, consents } => {
-                let Some(id) = &contact_id else {
-                    // Traits of someone not yet identified have no contact to go to.
+                // Traits of someone not yet identified have no contact to go to.
+                let Some(id) = contact else {
                     return Ok(());
                 };
                 if let Some(state) = self.contacts.get_mut(id) {
                     merge_traits(&mut state.contact.traits, traits);
-                    state.contact.time_zone = time_zone_of(&state.contact.traits);
-                    let contact = state.contact.clone();
-                    tx.save_traits(&contact, self.now).await?;
+                    self.writes.stage_traits(state, self.now);
                 }
                 for (consent, granted) in consents {
-                    self.consent(tx, id, consent, *granted, "identify").await?;
+                    self.consent(id, consent, *granted, "identify");
                 }
                 Ok(())
             }
-            InputKind::Track { event, payload } => {
-                if let Some(id) = &contact_id {
-                    self.consents_of_event(tx, id, event, payload).await?;
-                }
-                let stored = self
-                    .event(
-                        tx,
-                        contact_id.as_deref().unwrap_or_default(),
-                        input
-                            .anonymous_id
-                            .as_deref()
-                            .filter(|_| contact_id.is_none()),
-                        event,
-                        payload,
-                        input.occurred_at,
-                        input.message_id.as_deref(),
-                    )
-                    .await?;
-                if stored {
-                    self.report.stored += 1;
-                    self.core.metrics.events_ingested.inc();
-                } else {
+            InputKind::Track {
+                event: name,
+                payload,
+            } => {
+                let Some((row, Some(event_id))) = event else {
+                    // A retried event changes nothing, not even the consents it carries.
                     self.report.duplicates += 1;
+                    return Ok(());
+                };
+                self.report.stored += 1;
+                self.core.metrics.events_ingested.inc();
+                if let Some(id) = contact {
+                    self.consents_of_event(id, name, payload);
+                    self.event(id, row, event_id).await?;
                 }
                 Ok(())
             }
-            InputKind::Alias { previous_id } => {
-                if let Some(id) = &contact_id {
-                    self.merge(tx, previous_id, id).await?;
-                }
-                Ok(())
-            }
-            InputKind::Ignored => Ok(()),
+            InputKind::Alias { .. } | InputKind::Ignored => Ok(()),
         }
-    }
-
-    async fn merge(&mut self, tx: &mut Tx, anonymous: &str, contact_id: &str) -> Result<()> {
-        if anonymous == contact_id {
-            return Ok(());
-        }
-        let moved = tx.merge_alias(anonymous, contact_id, self.now).await?;
-        if moved > 0 {
-            // The merged history now belongs to the contact: read it again.
-            let fresh = tx.load_history(contact_id).await?;
-            if let Some(state) = self.contacts.get_mut(contact_id) {
-                state.history = fresh;
-            }
-        }
-        Ok(())
     }
 
     /// `consent_granted` grants its consent; `unsubscribed` revokes the consents of its
     /// channel (or all), at that instant, before the engine sees the event.
-    async fn consents_of_event(
-        &mut self,
-        tx: &mut Tx,
-        contact_id: &str,
-        event: &str,
-        payload: &Json,
-    ) -> Result<()> {
+    fn consents_of_event(&mut self, contact_id: &str, event: &str, payload: &Json) {
         let plan = self.active.plan.clone();
         match event {
             "consent_granted" => {
@@ -404,7 +563,7 @@ impl<'c> Work<'c> {
                         .get("source")
                         .and_then(Json::as_str)
                         .unwrap_or("track");
-                    self.consent(tx, contact_id, consent, true, source).await?;
+                    self.consent(contact_id, consent, true, source);
                 }
             }
             "unsubscribed" => {
@@ -412,98 +571,47 @@ impl<'c> Work<'c> {
                 let via = payload.get("via").and_then(Json::as_str).unwrap_or("track");
                 for consent in plan.schema.consents.values() {
                     if scope == "all" || scope == consent.channel.as_str() {
-                        self.consent(tx, contact_id, &consent.name, false, via)
-                            .await?;
+                        self.consent(contact_id, &consent.name, false, via);
                     }
                 }
             }
             _ => {}
         }
-        Ok(())
     }
 
-    async fn consent(
-        &mut self,
-        tx: &mut Tx,
-        contact_id: &str,
-        consent: &str,
-        granted: bool,
-        source: &str,
-    ) -> Result<()> {
+    fn consent(&mut self, contact_id: &str, consent: &str, granted: bool, source: &str) {
         let Some(state) = self.contacts.get_mut(contact_id) else {
-            return Ok(());
+            return;
         };
         if state.contact.consents.get(consent) == Some(&granted) {
-            return Ok(());
+            return;
         }
-        tx.set_consent(contact_id, consent, granted, Some(source), self.now)
-            .await?;
-        state.contact.consents.insert(consent.to_string(), granted);
-        let outcome = Outcome {
-            at: self.now,
-            contact_id: contact_id.to_string(),
-            journey: None,
-            run_id: None,
-            step: None,
-            kind: "consent".into(),
-            detail: json!({ "consent": consent, "granted": granted, "source": source }),
-        };
-        let effects = Effects {
-            outcomes: vec![outcome],
-            ..Effects::default()
-        };
-        let plan = self.active.plan.clone();
-        let applied = tx.apply_effects(state, &effects, &plan, self.now).await?;
-        self.applied.add(applied);
-        Ok(())
+        self.writes
+            .stage_consent(state, consent, granted, source, self.now);
     }
 
-    /// Stores an event and, for a contact, hands it to the engine of every version
-    /// with runs in flight and to the active one. Returns `false` for a duplicate.
-    #[allow(clippy::too_many_arguments)]
-    async fn event(
-        &mut self,
-        tx: &mut Tx,
-        contact_id: &str,
-        anonymous_id: Option<&str>,
-        name: &str,
-        payload: &Json,
-        occurred_at: Millis,
-        message_id: Option<&str>,
-    ) -> Result<bool> {
-        let new = NewEvent {
-            contact_id: (!contact_id.is_empty()).then_some(contact_id),
-            anonymous_id,
-            name,
-            payload,
-            occurred_at,
-            received_at: self.now,
-            message_id,
-        };
-        let Some(id) = tx.insert_event(&new).await? else {
-            return Ok(false);
-        };
-        if contact_id.is_empty() {
-            return Ok(true);
-        }
+    /// Hands a stored event to the engine of every version with runs in flight for the
+    /// contact, then to the active one.
+    async fn event(&mut self, contact_id: &str, row: &EventRow, id: i64) -> Result<()> {
         let record = EventRecord {
             id,
-            name: name.to_string(),
-            payload: payload.clone(),
-            occurred_at,
+            name: row.name.clone(),
+            payload: row.payload.clone(),
+            occurred_at: row.occurred_at,
         };
         let versions = {
             let Some(state) = self.contacts.get_mut(contact_id) else {
-                return Ok(true);
+                return Ok(());
             };
             // Keep the history ordered by time, then arrival.
             let at = state
                 .history
-                .partition_point(|e| (e.occurred_at, e.id) <= (occurred_at, id));
+                .partition_point(|e| (e.occurred_at, e.id) <= (record.occurred_at, id));
             state.history.insert(at, record.clone());
             let mut versions: Vec<i64> = state
-                .active_runs()
+                .runs
                 .iter()
+                .filter(|r| !matches!(r.state, RunState::Ended { .. }))
                 .map(|r| r.plan_version)
                 .filter(|v| *v != self.active.version)
                 .collect();
@@ -513,7 +621,7 @@ impl<'c> Work<'c> {
         };
         for version in versions {
             let loaded = self.core.plan_of(version).await?;
-            self.decide(tx, contact_id, &loaded, false, |engine, state, now| {
+            self.decide(contact_id, &loaded, false, |engine, state, now| {
                 engine.on_event(
                     &state.contact,
                     &state.history,
@@ -521,11 +629,10 @@ impl<'c> Work<'c> {
                     &state.active_runs(),
                     now,
                 )
-            })
-            .await?;
+            });
         }
         let active = self.active.clone();
-        self.decide(tx, contact_id, &active, true, |engine, state, now| {
+        self.decide(contact_id, &active, true, |engine, state, now| {
             engine.on_event(
                 &state.contact,
                 &state.history,
@@ -533,13 +640,11 @@ impl<'c> Work<'c> {
                 &state.active_runs(),
                 now,
             )
-        })
-        .await?;
-        Ok(true)
+        });
+        Ok(())
     }
 
-    async fn timer(&mut self, tx: &mut Tx, timer: &ClaimedTimer) -> Result<()> {
-        self.contact(tx, &timer.contact_id, self.now).await?;
+    async fn timer(&mut self, timer: &ClaimedTimer) -> Result<()> {
         match &timer.work {
             TimerWork::Run { run_id } => {
                 let run = self
@@ -557,16 +662,10 @@ impl<'c> Work<'c> {
                     self.core.plan_of(run.plan_version).await?
                 };
                 let active = loaded.version == self.active.version;
-                self.decide(
-                    tx,
-                    &timer.contact_id,
-                    &loaded,
-                    active,
-                    |engine, state, now| {
-                        engine.on_run_due(&state.contact, &state.history, &run, now)
-                    },
-                )
-                .await
+                self.decide(&timer.contact_id, &loaded, active, |engine, state, now| {
+                    engine.on_run_due(&state.contact, &state.history, &run, now)
+                });
+                Ok(())
             }
             TimerWork::Wakeup { reason } => {
                 let wakeup = Wakeup {
@@ -575,34 +674,21 @@ impl<'c> Work<'c> {
                     reason: reason.clone(),
                 };
                 let active = self.active.clone();
-                self.decide(
-                    tx,
-                    &timer.contact_id,
-                    &active,
-                    true,
-                    |engine, state, now| {
-                        engine.on_wakeup(&state.contact, &state.history, &wakeup, now)
-                    },
-                )
-                .await
+                self.decide(&timer.contact_id, &active, true, |engine, state, now| {
+                    engine.on_wakeup(&state.contact, &state.history, &wakeup, now)
+                });
+                Ok(())
             }
         }
     }
 
-    /// Asks the engine of `loaded` and applies what it decides.
-    async fn decide<F>(
-        &mut self,
-        tx: &mut Tx,
-        contact_id: &str,
-        loaded: &LoadedPlan,
-        active: bool,
-        ask: F,
-    ) -> Result<()>
+    /// Asks the engine of `loaded` and stages what it decides.
+    fn decide<F>(&mut self, contact_id: &str, loaded: &LoadedPlan, active: bool, ask: F)
     where
         F: FnOnce(&Engine<'_>, &ContactState, Millis) -> Effects,
     {
         let Some(state) = self.contacts.get_mut(contact_id) else {
-            return Ok(());
+            return;
         };
         let engine = Engine::new(
             &loaded.plan,
@@ -612,13 +698,9 @@ impl<'c> Work<'c> {
         );
         let effects = ask(&engine, state, self.now);
         if effects == Effects::default() {
-            return Ok(());
+            return;
         }
         self.core.metrics.record_effects(&effects);
-        let applied = tx
-            .apply_effects(state, &effects, &loaded.plan, self.now)
-            .await?;
-        self.applied.add(applied);
-        Ok(())
+        self.writes.stage(state, &effects, &loaded.plan, self.now);
     }
 }

@@ -431,3 +431,236 @@ pub fn init_tracing() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::TestSchema;
+    use cairn_plan::journey::{Journey, Reentry, Step, StepKind, Trigger};
+    use cairn_plan::schema::{Consent, Event, Field, Type, builtin_events};
+    use cairn_plan::{Channel, StepId, Template, TemplatePart};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    /// `journey welcome { when signup; hi: send email hello; wait 1s; again: send email hello }`
+    fn plan() -> Plan {
+        let mut plan = Plan::new("shop");
+        plan.schema.contact = vec![Field {
+            name: "email".into(),
+            ty: Type::scalar("email"),
+            optional: true,
+            default: None,
+        }];
+        for event in builtin_events() {
+            plan.schema.events.insert(event.name.clone(), event);
+        }
+        plan.schema.events.insert(
+            "signup".into(),
+            Event {
+                name: "signup".into(),
+                wire_name: Some("Signed Up".into()),
+                fields: vec![Field {
+                    name: "form".into(),
+                    ty: Type::scalar("string"),
+                    optional: false,
+                    default: None,
+                }],
+                builtin: false,
+            },
+        );
+        plan.schema.consents.insert(
+            "email_marketing".into(),
+            Consent {
+                name: "email_marketing".into(),
+                channel: Channel::Email,
+            },
+        );
+        plan.templates.insert(
+            "hello".into(),
+            Template {
+                name: "hello".into(),
+                channel: Channel::Email,
+                transactional: true,
+                parts: BTreeMap::from([
+                    (
+                        "subject".to_string(),
+                        TemplatePart {
+                            source: "Hi from {{ signup.form }}".into(),
+                            file: None,
+                        },
+                    ),
+                    (
+                        "text".to_string(),
+                        TemplatePart {
+                            source: "Hello".into(),
+                            file: None,
+                        },
+                    ),
+                ]),
+            },
+        );
+        let step = |id: &str, kind: StepKind, next: Option<&str>| {
+            (
+                StepId::new(id),
+                Step {
+                    id: StepId::new(id),
+                    kind,
+                    next: next.map(StepId::new),
+                    source: None,
+                },
+            )
+        };
+        let send = || StepKind::Send {
+            channel: Channel::Email,
+            template: "hello".into(),
+            best_time: false,
+        };
+        plan.journeys.insert(
+            "welcome".into(),
+            Journey {
+                name: "welcome".into(),
+                description: None,
+                trigger: Trigger::Event {
+                    event: "signup".into(),
+                    binding: Some("signup".into()),
+                    filter: None,
+                    unless: None,
+                },
+                audience: None,
+                reentry: Reentry::Once,
+                goal: None,
+                exits: Vec::new(),
+                quiet_hours: None,
+                frequency_caps: None,
+                migrations: Vec::new(),
+                drain: false,
+                entry: Some(StepId::new("hi")),
+                steps: BTreeMap::from([
+                    step("hi", send(), Some("pause")),
+                    step("pause", StepKind::Wait { seconds: 1 }, Some("again")),
+                    step("again", send(), None),
+                ]),
+            },
+        );
+        plan.seal();
+        plan
+    }
+
+    /// The daemon in this process, on each backend: an event goes in over HTTP, and
+    /// both sends (before and after a durable one-second wait) reach the file outbox.
+    #[tokio::test]
+    async fn events_in_sends_out_on_both_backends() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let sqlite = format!("sqlite:{}", dir.path().join("cairn.db").display());
+        daemon_round_trip(&sqlite, dir.path().join("sqlite")).await;
+        if let Some(schema) = TestSchema::create("daemon").await {
+            let url = if schema.url.contains('?') {
+                format!("{}&options=-csearch_path%3D{}", schema.url, schema.name)
+            } else {
+                format!("{}?options=-csearch_path%3D{}", schema.url, schema.name)
+            };
+            let outcome =
+                tokio::spawn(daemon_round_trip_owned(url, dir.path().join("postgres"))).await;
+            schema.drop_schema().await;
+            if let Err(e) = outcome {
+                std::panic::resume_unwind(e.into_panic());
+            }
+        }
+    }
+
+    async fn daemon_round_trip_owned(url: String, state: PathBuf) {
+        daemon_round_trip(&url, state).await;
+    }
+
+    async fn daemon_round_trip(database: &str, state: PathBuf) {
+        let mut config = ServeConfig::new(database.to_string(), state.clone());
+        config.plan = Some(plan());
+        config.write_key = Some("wk_test".into());
+        config.admin_token = Some("at_test".into());
+        config.timer_poll = Duration::from_millis(100);
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("listen");
+        let address = listener.local_addr().expect("address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let daemon = tokio::spawn(run(
+            config,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            |_| {},
+        ));
+        let http = reqwest::Client::new();
+        let base = format!("http://{address}");
+        let mut ready = false;
+        for _ in 0..100 {
+            if http
+                .get(format!("{base}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(ready, "the daemon did not come up on {database}");
+        let response = http
+            .post(format!("{base}/v1/batch"))
+            .basic_auth("wk_test", Some(""))
+            .json(&json!({"batch": [
+                {"type": "identify", "userId": "ana", "traits": {"email": "ana@example.com"}},
+                {"type": "track", "userId": "ana", "event": "Signed Up", "messageId": "s1",
+                 "properties": {"form": "footer"}}
+            ]}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(
+            response.status().as_u16(),
+            200,
+            "{:?}",
+            response.text().await
+        );
+        let outbox = state.join("outbox/email");
+        let mut files = Vec::new();
+        for _ in 0..200 {
+            files = std::fs::read_dir(&outbox)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            if files.len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        files.sort();
+        assert_eq!(
+            files,
+            vec![
+                "welcome_ana_1_again_1.eml".to_string(),
+                "welcome_ana_1_hi_1.eml".to_string()
+            ],
+            "on {database}"
+        );
+        let first = std::fs::read_to_string(outbox.join("welcome_ana_1_hi_1.eml")).expect("read");
+        assert!(first.contains("Subject: Hi from footer"), "{first}");
+        let status = http
+            .get(format!("{base}/admin/status"))
+            .bearer_auth("at_test")
+            .send()
+            .await
+            .expect("status")
+            .json::<crate::admin::Status>()
+            .await
+            .expect("a status");
+        assert_eq!(status.active_version, Some(1));
+        assert_eq!(status.totals.contacts, 1);
+        assert_eq!(status.outbox.sent, 2);
+        let _ = stop.send(());
+        daemon.await.expect("join").expect("a clean shutdown");
+    }
+}

@@ -26,7 +26,9 @@ pub fn run(args: &BenchArgs) -> CommandResult {
             .or_else(|| std::env::var("CAIRN_WRITE_KEY").ok()),
     };
     if cfg!(debug_assertions) {
-        eprintln!("note: a debug build; `cargo run --release -- bench` gives figures worth comparing");
+        eprintln!(
+            "note: a debug build; `cargo run --release -- bench` gives figures worth comparing"
+        );
     }
     let report = run_blocking(plan, &options).map_err(|e| miette::miette!("{e}"))?;
     println!("{report}");

@@ -424,29 +424,32 @@ async fn writer(
 /// the database refuses does not fail the others.
 async fn commit(core: &Core, jobs: Vec<Job>) {
     let received_at = jobs.iter().map(|j| j.received_at).max().unwrap_or_default();
-    let batches: Vec<Vec<Input>> = jobs.iter().map(|j| j.inputs.clone()).collect();
+    let (batches, replies): (Vec<Vec<Input>>, Vec<_>) = jobs
+        .into_iter()
+        .map(|j| (j.inputs, (j.reply, j.received_at)))
+        .unzip();
     match core.ingest(&batches, received_at).await {
         Ok(report) => {
             // The report is for the group; each request is told it succeeded.
-            let shares = split_report(&report, jobs.len());
-            for (job, share) in jobs.into_iter().zip(shares) {
-                let _ = job.reply.send(Ok(share));
+            let shares = split_report(&report, replies.len());
+            for ((reply, _), share) in replies.into_iter().zip(shares) {
+                let _ = reply.send(Ok(share));
             }
         }
-        Err(e) if jobs.len() > 1 => {
+        Err(e) if replies.len() > 1 => {
             tracing::warn!(error = %e, "a group of requests failed; committing them one by one");
-            for job in jobs {
+            for (inputs, (reply, received_at)) in batches.iter().zip(replies) {
                 let result = core
-                    .ingest(std::slice::from_ref(&job.inputs), job.received_at)
+                    .ingest(std::slice::from_ref(inputs), received_at)
                     .await
                     .map_err(|e| failure(&e));
-                let _ = job.reply.send(result);
+                let _ = reply.send(result);
             }
         }
         Err(e) => {
             tracing::error!(error = %e, "an ingest transaction failed");
-            for job in jobs {
-                let _ = job.reply.send(Err(failure(&e)));
+            for (reply, _) in replies {
+                let _ = reply.send(Err(failure(&e)));
             }
         }
     }
@@ -469,5 +472,100 @@ fn failure(e: &StoreError) -> String {
     match e {
         StoreError::Conflict(message) => message.clone(),
         _ => format!("the events could not be stored: {e}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Links;
+    use crate::store::Store;
+    use crate::time::SystemClock;
+    use std::time::Duration;
+
+    /// With the writer stuck (something else holds the SQLite write lock) and the queue
+    /// full, a request is refused at once with 429 and `Retry-After`.
+    #[tokio::test]
+    async fn a_full_queue_answers_429_with_retry_after() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let store = Store::open_sqlite_file(&dir.path().join("cairn.db"))
+            .await
+            .expect("open");
+        let mut plan = cairn_plan::Plan::new("shop");
+        for event in cairn_plan::schema::builtin_events() {
+            plan.schema.events.insert(event.name.clone(), event);
+        }
+        plan.seal();
+        store
+            .deploy(&plan.to_json_pretty(), &plan.content_hash, None, 0)
+            .await
+            .expect("deploy");
+        let core = Arc::new(Core::new(
+            store.clone(),
+            Arc::new(SystemClock),
+            Links::default(),
+            "test".into(),
+        ));
+        core.reload_active().await.expect("load the plan");
+        let limits = IngestLimits {
+            queue: 1,
+            writers: 1,
+            ..IngestLimits::default()
+        };
+        let (router, _writers) = router(core.clone(), secret_hash("wk"), limits);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let url = format!("http://{}/v1/page", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        // Hold the one SQLite writer: the ingest writer waits behind it.
+        let held = store.begin().await.expect("hold the writer");
+        let http = reqwest::Client::new();
+        let page = |n: u32| {
+            let http = http.clone();
+            let url = url.clone();
+            async move {
+                http.post(url)
+                    .basic_auth("wk", Some(""))
+                    .json(&serde_json::json!({
+                        "userId": "ana", "messageId": format!("p{n}"),
+                        "properties": {"url": "https://shop.example/"}
+                    }))
+                    .send()
+                    .await
+                    .expect("an answer")
+            }
+        };
+        // The stuck writer holds at most two requests (the one it took and one it
+        // grouped with it) and the queue one more: of six at once, the others are
+        // refused while the writer is still held.
+        let requests: Vec<_> = (0..6).map(|n| tokio::spawn(page(n))).collect();
+        for _ in 0..500 {
+            if requests.iter().filter(|r| r.is_finished()).count() >= 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (finished, waiting): (Vec<_>, Vec<_>) =
+            requests.into_iter().partition(|r| r.is_finished());
+        let refused = finished.len();
+        assert!(refused >= 3, "{refused} refused");
+        for answer in finished {
+            let answer = answer.await.expect("join");
+            assert_eq!(answer.status().as_u16(), 429);
+            assert_eq!(
+                answer
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+        }
+        assert_eq!(core.metrics.requests_throttled.get(), refused as u64);
+        held.rollback().await.expect("release the writer");
+        for answer in waiting {
+            assert_eq!(answer.await.expect("join").status().as_u16(), 200);
+        }
     }
 }

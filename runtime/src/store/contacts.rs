@@ -5,7 +5,7 @@ use super::{Result, StoreError, Tx, json, on_tx};
 use crate::model::{Contact, EndReason, EventRecord, Millis, Run, RunState, SentMessage};
 use serde_json::{Map, Value as Json};
 use sqlx::Row;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Everything the engine reads about one contact, kept in step with the writes of the
 /// transaction so a batch can feed several events of one contact in a row.
@@ -341,6 +341,243 @@ impl Tx {
         .execute(&mut *c)
         .await?.rows_affected());
         Ok(())
+    }
+}
+
+/// An event to store in a bulk insert. Every row has a `message_id` (generated when
+/// the client sent none), by which the inserted ids are matched back.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EventRow {
+    pub contact_id: Option<String>,
+    pub anonymous_id: Option<String>,
+    pub name: String,
+    pub payload: Json,
+    pub occurred_at: Millis,
+    pub received_at: Millis,
+    pub message_id: String,
+}
+
+const ENSURE_CONTACTS: (&str, &str) = (
+    "INSERT INTO contacts (contact_id, traits, created_at, updated_at)
+     SELECT value, '{}', $2, $2 FROM json_each($1) WHERE true
+     ON CONFLICT (contact_id) DO NOTHING
+     RETURNING contact_id",
+    "INSERT INTO contacts (contact_id, traits, created_at, updated_at)
+     SELECT id, '{}', $2, $2 FROM jsonb_array_elements_text($1) AS ids(id)
+     ON CONFLICT (contact_id) DO NOTHING
+     RETURNING contact_id",
+);
+
+const LOAD_CONTACTS: (&str, &str) = (
+    "SELECT contact_id, traits, time_zone, created_at, erased FROM contacts
+     WHERE contact_id IN (SELECT value FROM json_each($1))",
+    "SELECT contact_id, traits, time_zone, created_at, erased FROM contacts
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
+);
+const LOAD_CONSENTS: (&str, &str) = (
+    "SELECT contact_id, consent, granted FROM consents
+     WHERE contact_id IN (SELECT value FROM json_each($1))",
+    "SELECT contact_id, consent, granted FROM consents
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
+);
+const LOAD_TAGS: (&str, &str) = (
+    "SELECT contact_id, tag, added_at FROM tags
+     WHERE contact_id IN (SELECT value FROM json_each($1))",
+    "SELECT contact_id, tag, added_at FROM tags
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
+);
+const LOAD_SCORES: (&str, &str) = (
+    "SELECT contact_id, score, value FROM scores
+     WHERE contact_id IN (SELECT value FROM json_each($1))",
+    "SELECT contact_id, score, value FROM scores
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
+);
+const LOAD_SEGMENTS: (&str, &str) = (
+    "SELECT contact_id, segment, entered_at FROM segment_members
+     WHERE contact_id IN (SELECT value FROM json_each($1))",
+    "SELECT contact_id, segment, entered_at FROM segment_members
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
+);
+const LOAD_EVENTS: (&str, &str) = (
+    "SELECT contact_id, id, name, payload, occurred_at FROM events
+     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY occurred_at, id",
+    "SELECT contact_id, id, name, payload, occurred_at FROM events
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY occurred_at, id",
+);
+const LOAD_RUNS: (&str, &str) = (
+    "SELECT run_id, contact_id, journey, plan_version, step, state, wait_event, until_at,
+            bindings, visits, entered_at, ended_at, end_reason FROM runs
+     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY entered_at, run_id",
+    "SELECT run_id, contact_id, journey, plan_version, step, state, wait_event, until_at,
+            bindings, visits, entered_at, ended_at, end_reason FROM runs
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY entered_at, run_id",
+);
+const LOAD_SENDS: (&str, &str) = (
+    "SELECT contact_id, created_at, channel, marketing FROM outbox
+     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY created_at",
+    "SELECT contact_id, created_at, channel, marketing FROM outbox
+     WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY created_at",
+);
+const INSERT_EVENTS: (&str, &str) = (
+    "INSERT INTO events (contact_id, anonymous_id, name, payload, occurred_at, received_at,
+                         message_id)
+     SELECT value->>'contact_id', value->>'anonymous_id', value->>'name', value->'payload',
+            value->>'occurred_at', value->>'received_at', value->>'message_id'
+     FROM json_each($1) WHERE true
+     ON CONFLICT (message_id) DO NOTHING
+     RETURNING id, message_id",
+    "INSERT INTO events (contact_id, anonymous_id, name, payload, occurred_at, received_at,
+                         message_id)
+     SELECT x.contact_id, x.anonymous_id, x.name, x.payload, x.occurred_at, x.received_at,
+            x.message_id
+     FROM jsonb_to_recordset($1) AS x(contact_id text, anonymous_id text, name text,
+            payload jsonb, occurred_at bigint, received_at bigint, message_id text)
+     ON CONFLICT (message_id) DO NOTHING
+     RETURNING id, message_id",
+);
+
+impl Tx {
+    /// Creates the contacts that are missing; returns those created.
+    pub async fn ensure_contacts(
+        &mut self,
+        ids: &[String],
+        now: Millis,
+    ) -> Result<HashSet<String>> {
+        if ids.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let sql = self.pick(ENSURE_CONTACTS);
+        on_tx!(self, c => {
+            let rows = sqlx::query(sql)
+                .bind(json(&ids))
+                .bind(now)
+                .fetch_all(&mut *c)
+                .await?;
+            rows.iter().map(|r| Ok(r.try_get::<String, _>("contact_id")?)).collect()
+        })
+    }
+
+    /// Loads what the engine reads about each contact, a few statements for them all.
+    /// The contacts must exist (see [`Tx::ensure_contacts`]); `created` marks those
+    /// created by this transaction.
+    pub async fn load_states(
+        &mut self,
+        ids: &[String],
+        created: &HashSet<String>,
+    ) -> Result<HashMap<String, ContactState>> {
+        let mut states: HashMap<String, ContactState> = HashMap::with_capacity(ids.len());
+        if ids.is_empty() {
+            return Ok(states);
+        }
+        let sqls = [
+            self.pick(LOAD_CONTACTS),
+            self.pick(LOAD_CONSENTS),
+            self.pick(LOAD_TAGS),
+            self.pick(LOAD_SCORES),
+            self.pick(LOAD_SEGMENTS),
+            self.pick(LOAD_EVENTS),
+            self.pick(LOAD_RUNS),
+            self.pick(LOAD_SENDS),
+        ];
+        on_tx!(self, c => {
+            let fetch = async |c: &mut _, sql: &'static str| {
+                sqlx::query(sql).bind(json(&ids)).fetch_all(c).await
+            };
+            for row in fetch(&mut *c, sqls[0]).await? {
+                let traits: sqlx::types::Json<BTreeMap<String, Json>> = row.try_get("traits")?;
+                let id: String = row.try_get("contact_id")?;
+                let contact = Contact {
+                    id: id.clone(),
+                    traits: traits.0,
+                    created_at: row.try_get("created_at")?,
+                    time_zone: row.try_get("time_zone")?,
+                    erased: row.try_get("erased")?,
+                    ..Contact::default()
+                };
+                let created = created.contains(&id);
+                states.insert(id, ContactState { contact, history: Vec::new(), runs: Vec::new(), created });
+            }
+            for row in fetch(&mut *c, sqls[1]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    s.contact.consents.insert(row.try_get("consent")?, row.try_get("granted")?);
+                }
+            }
+            for row in fetch(&mut *c, sqls[2]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    s.contact.tags.insert(row.try_get("tag")?, row.try_get("added_at")?);
+                }
+            }
+            for row in fetch(&mut *c, sqls[3]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    s.contact.scores.insert(row.try_get("score")?, row.try_get("value")?);
+                }
+            }
+            for row in fetch(&mut *c, sqls[4]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    s.contact.segments.insert(row.try_get("segment")?, row.try_get("entered_at")?);
+                }
+            }
+            for row in fetch(&mut *c, sqls[5]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    let payload: sqlx::types::Json<Json> = row.try_get("payload")?;
+                    s.history.push(EventRecord {
+                        id: row.try_get("id")?,
+                        name: row.try_get("name")?,
+                        payload: payload.0,
+                        occurred_at: row.try_get("occurred_at")?,
+                    });
+                }
+            }
+            for row in fetch(&mut *c, sqls[6]).await? {
+                let run = run_from_row(&row)?;
+                if let Some(s) = states.get_mut(&run.contact_id) {
+                    s.runs.push(run);
+                }
+            }
+            for row in fetch(&mut *c, sqls[7]).await? {
+                if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
+                    s.contact.sends.push(SentMessage {
+                        at: row.try_get("created_at")?,
+                        channel: row.try_get("channel")?,
+                        marketing: row.try_get("marketing")?,
+                    });
+                }
+            }
+        });
+        for state in states.values_mut() {
+            state.contact.entries = super::effects::entries(&state.runs);
+        }
+        Ok(states)
+    }
+
+    /// Stores events in one statement; returns each row's id, or `None` for a row
+    /// whose `message_id` was seen before (in the database or earlier in `rows`).
+    pub async fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<Option<i64>>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = self.pick(INSERT_EVENTS);
+        let inserted: HashMap<String, i64> = on_tx!(self, c => {
+            let returned = sqlx::query(sql)
+                .bind(json(&rows))
+                .fetch_all(&mut *c)
+                .await?;
+            returned
+                .iter()
+                .map(|r| Ok((r.try_get::<String, _>("message_id")?, r.try_get::<i64, _>("id")?)))
+                .collect::<Result<HashMap<_, _>>>()?
+        });
+        let mut seen = HashSet::new();
+        Ok(rows
+            .iter()
+            .map(|row| {
+                if seen.insert(row.message_id.as_str()) {
+                    inserted.get(&row.message_id).copied()
+                } else {
+                    None
+                }
+            })
+            .collect())
     }
 }
 

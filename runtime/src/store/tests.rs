@@ -642,3 +642,90 @@ async fn settings_keep_the_first_value() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn bulk_statements_create_load_insert_and_release() {
+    use super::contacts::EventRow;
+    on_both("bulk", |store| async move {
+        let plan = plan();
+        let ids = vec!["a".to_string(), "b".to_string()];
+        let mut tx = store.begin().await.expect("begin");
+        let created = tx.ensure_contacts(&ids, 10).await.expect("ensure");
+        assert_eq!(created.len(), 2);
+        assert!(
+            tx.ensure_contacts(&ids, 11)
+                .await
+                .expect("ensure")
+                .is_empty()
+        );
+        let row = |contact: &str, message: &str| EventRow {
+            contact_id: Some(contact.into()),
+            anonymous_id: None,
+            name: "signup".into(),
+            payload: json!({"form": message, "n": 1.5, "nested": {"ok": true}}),
+            occurred_at: 20,
+            received_at: 21,
+            message_id: message.into(),
+        };
+        let rows = vec![row("a", "m1"), row("b", "m2"), row("a", "m1")];
+        let inserted = tx.insert_events(&rows).await.expect("insert");
+        assert!(inserted[0].is_some() && inserted[1].is_some());
+        assert_eq!(
+            inserted[2], None,
+            "the same messageId twice in one statement"
+        );
+        assert_eq!(
+            tx.insert_events(&rows[..1]).await.expect("again"),
+            vec![None]
+        );
+
+        let mut states = tx.load_states(&ids, &created).await.expect("load");
+        let a = states.get_mut("a").expect("a");
+        assert!(a.created);
+        assert_eq!(a.history.len(), 1);
+        assert_eq!(
+            a.history[0].payload,
+            json!({"form": "m1", "n": 1.5, "nested": {"ok": true}})
+        );
+        let effects = Effects {
+            runs: vec![run("welcome/a/1", "a", RunState::Waiting { until: 50 })],
+            messages: vec![message("welcome/a/1", 1)],
+            ..Effects::default()
+        };
+        tx.apply_effects(a, &effects, &plan, 30)
+            .await
+            .expect("apply");
+        tx.set_consent("b", "email_marketing", true, None, 30)
+            .await
+            .expect("consent");
+        tx.commit().await.expect("commit");
+
+        let mut tx = store.begin().await.expect("begin");
+        let states = tx
+            .load_states(&ids, &Default::default())
+            .await
+            .expect("load");
+        assert_eq!(states["a"].runs.len(), 1);
+        assert_eq!(states["a"].contact.sends.len(), 1);
+        assert_eq!(states["a"].contact.entries["welcome"].count, 1);
+        assert_eq!(
+            states["b"].contact.consents.get("email_marketing"),
+            Some(&true)
+        );
+        tx.commit().await.expect("commit");
+
+        let claimed = store.claim_timers("w", 60, 1_000, 10).await.expect("claim");
+        assert_eq!(claimed.len(), 1);
+        let mut stale = claimed[0].clone();
+        stale.attempt += 7;
+        let mut tx = store.begin().await.expect("begin");
+        let released = tx
+            .release_timers(&[stale, claimed[0].clone()], "w")
+            .await
+            .expect("release");
+        assert_eq!(released.len(), 1);
+        assert!(released.contains(&claimed[0].id));
+        tx.commit().await.expect("commit");
+    })
+    .await;
+}

@@ -51,6 +51,15 @@ const CLAIM_SQLITE: &str = "UPDATE timers
         LIMIT $4)
     RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt";
 
+const RELEASE_TIMERS: (&str, &str) = (
+    "DELETE FROM timers WHERE lease_owner = $2 AND (id, attempt) IN
+        (SELECT value->>0, value->>1 FROM json_each($1))
+     RETURNING id",
+    "DELETE FROM timers WHERE lease_owner = $2 AND (id, attempt) IN
+        (SELECT (value->>0)::bigint, (value->>1)::bigint FROM jsonb_array_elements($1))
+     RETURNING id",
+);
+
 impl Store {
     /// Claims up to `limit` timers due at `now` for `owner` until `lease_until`, in a
     /// transaction of its own. They come back ordered by due time.
@@ -120,6 +129,28 @@ impl Tx {
         });
         claimed.sort_by_key(|t| (t.due_at, t.id));
         Ok(claimed)
+    }
+
+    /// [`Tx::release_timer`] for many timers in one statement: returns the ids of those
+    /// this worker still held (and has now deleted).
+    pub async fn release_timers(
+        &mut self,
+        timers: &[ClaimedTimer],
+        owner: &str,
+    ) -> Result<std::collections::HashSet<i64>> {
+        if timers.is_empty() {
+            return Ok(std::collections::HashSet::new());
+        }
+        let pairs: Vec<(i64, i64)> = timers.iter().map(|t| (t.id, t.attempt)).collect();
+        let sql = self.pick(RELEASE_TIMERS);
+        on_tx!(self, c => {
+            let rows = sqlx::query(sql)
+                .bind(super::json(&pairs))
+                .bind(owner)
+                .fetch_all(&mut *c)
+                .await?;
+            rows.iter().map(|r| Ok(r.try_get::<i64, _>("id")?)).collect()
+        })
     }
 
     /// Deletes a claimed timer if this worker still holds its lease: `false` means the
