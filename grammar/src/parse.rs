@@ -935,8 +935,10 @@ fn help_for(expected: &[String], chunk: &str, pos: usize) -> Option<String> {
     if word_len > 0 && after_name && !has("an operator") && has("the end of the line") {
         let previous = line_before.trim_end();
         let start = previous
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-            .map_or(0, |i| i + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_'))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         let name = &previous[start..];
         if !STEP_WORDS.contains(&name) && !ITEM_WORDS.contains(&name) {
             return Some(format!(
