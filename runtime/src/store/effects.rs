@@ -49,22 +49,8 @@ pub fn run_timer_key(run_id: &str) -> String {
 
 /// The timer key of a wakeup: one per contact and reason, so scheduling it again moves it.
 pub fn wakeup_timer_key(wakeup: &Wakeup) -> String {
-    let contact = &wakeup.contact_id;
-    match &wakeup.reason {
-        WakeupReason::Abandonment { journey, event_id } => {
-            format!("wakeup:{contact}:abandonment:{journey}:{event_id}")
-        }
-        WakeupReason::Inactivity { journey, .. } => {
-            format!("wakeup:{contact}:inactivity:{journey}")
-        }
-        WakeupReason::Anniversary { journey } => format!("wakeup:{contact}:anniversary:{journey}"),
-        WakeupReason::TimeBoundary => format!("wakeup:{contact}:time_boundary"),
-        // Other reasons are keyed by everything they say.
-        other => format!(
-            "wakeup:{contact}:{}",
-            serde_json::to_string(other).unwrap_or_default()
-        ),
-    }
+    // One key scheme for the store and the in-memory world of `cairn test`.
+    wakeup.key()
 }
 
 #[derive(Debug, Clone, Serialize)]
