@@ -84,59 +84,23 @@ impl<'p> World<'p> {
                 break;
             };
             self.now = self.now.max(due);
-            let engine = self.engine();
-            let ids: Vec<String> = self
-                .runs
-                .values()
-                .filter(|r| {
-                    matches!(r.state, RunState::Waiting { until } if until <= due)
-                        || r.state == RunState::Ready
-                })
-                .map(|r| r.id.clone())
-                .collect();
-            for id in ids {
-                let Some(run) = self.runs.get(&id).cloned() else {
-                    continue;
-                };
-                let Some(contact) = self.contacts.get(&run.contact_id).cloned() else {
-                    continue;
-                };
-                let history = self
-                    .history
-                    .get(&run.contact_id)
-                    .cloned()
-                    .unwrap_or_default();
-                let effects = engine.on_run_due(&contact, &history, &run, self.now);
-                self.apply(effects);
-            }
+            self.fire_runs(|state| {
+                matches!(state, RunState::Waiting { until } if *until <= due)
+                    || *state == RunState::Ready
+            });
         }
     }
 
-    fn next_due(&self) -> Option<Millis> {
-        let runs = self.runs.values().filter_map(|r| match r.state {
-            RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => Some(until),
-            RunState::Ready => Some(self.now),
-            _ => None,
-        });
-        runs.chain(self.wakeups.iter().map(|w| w.at)).min()
-    }
-
-    fn fire_due(&mut self, due: Millis) {
-        self.now = self.now.max(due);
+    /// Hands every run whose state `due` selects to the engine.
+    fn fire_runs(&mut self, due: impl Fn(&RunState) -> bool) {
         let engine = self.engine();
-        let run_ids: Vec<String> = self
+        let ids: Vec<String> = self
             .runs
             .values()
-            .filter(|r| match r.state {
-                RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => {
-                    until <= due
-                }
-                RunState::Ready => true,
-                _ => false,
-            })
+            .filter(|r| due(&r.state))
             .map(|r| r.id.clone())
             .collect();
-        for id in run_ids {
+        for id in ids {
             let Some(run) = self.runs.get(&id).cloned() else {
                 continue;
             };
@@ -151,6 +115,25 @@ impl<'p> World<'p> {
             let effects = engine.on_run_due(&contact, &history, &run, self.now);
             self.apply(effects);
         }
+    }
+
+    fn next_due(&self) -> Option<Millis> {
+        let runs = self.runs.values().filter_map(|r| match r.state {
+            RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => Some(until),
+            RunState::Ready => Some(self.now),
+            _ => None,
+        });
+        runs.chain(self.wakeups.iter().map(|w| w.at)).min()
+    }
+
+    fn fire_due(&mut self, due: Millis) {
+        self.now = self.now.max(due);
+        self.fire_runs(|state| match state {
+            RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => *until <= due,
+            RunState::Ready => true,
+            _ => false,
+        });
+        let engine = self.engine();
         let (due_now, later): (Vec<Wakeup>, Vec<Wakeup>) = std::mem::take(&mut self.wakeups)
             .into_iter()
             .partition(|w| w.at <= due);
