@@ -357,7 +357,7 @@ impl Ctx<'_> {
                     .sends_before
                     .insert(label.name.clone(), sent_channel(&step.kind));
             }
-            if matches!(step.kind, StepKind::Goal | StepKind::Exit) {
+            if ends_run(step) {
                 ended = Some(step);
             }
         }
@@ -775,6 +775,31 @@ impl Ctx<'_> {
     fn unknown_label(&mut self, l: &Ident, labels: &BTreeMap<String, Span>) {
         let names: Vec<String> = labels.keys().cloned().collect();
         self.require(codes::UNKNOWN_LABEL, "step label", l, false, names);
+    }
+}
+
+/// Whether every path through `step` ends the run (`goal` or `exit` on each branch).
+fn ends_run(step: &Step) -> bool {
+    fn block_ends(block: &Block) -> bool {
+        block.steps.last().is_some_and(ends_run)
+    }
+    fn if_ends(i: &cairn_grammar::ast::IfStep) -> bool {
+        block_ends(&i.then)
+            && match &i.otherwise {
+                None => false,
+                Some(Else::Block(b)) => block_ends(b),
+                Some(Else::If(next, _)) => if_ends(next),
+            }
+    }
+    match &step.kind {
+        StepKind::Goal | StepKind::Exit => true,
+        StepKind::If(i) => if_ends(i),
+        StepKind::Split(arms) => arms.iter().all(|arm| match &arm.body {
+            ArmBody::Step(s) => ends_run(s),
+            ArmBody::Block(b) => block_ends(b),
+        }),
+        StepKind::WaitFor(w) => block_ends(&w.then) && w.timeout.as_ref().is_some_and(block_ends),
+        _ => false,
     }
 }
 
