@@ -135,6 +135,8 @@ pub struct Schema {
     pub scores: BTreeSet<String>,
     pub templates: BTreeMap<String, TemplateInfo>,
     pub journeys: BTreeSet<String>,
+    /// Each journey's step labels, with the arm names when the labelled step is a split.
+    pub labels: BTreeMap<String, BTreeMap<String, Vec<String>>>,
     pub currency: Option<String>,
 }
 
@@ -355,6 +357,12 @@ pub fn build(
             }
             ItemKind::Journey(j) => {
                 schema.journeys.insert(j.name.name.clone());
+                let labels = schema.labels.entry(j.name.name.clone()).or_default();
+                for member in &j.members {
+                    if let ast::MemberKind::Step(step) = &member.kind {
+                        collect_labels(step, labels);
+                    }
+                }
             }
             ItemKind::Template(_)
             | ItemKind::QuietHours(_)
@@ -364,4 +372,51 @@ pub fn build(
         }
     }
     schema
+}
+
+/// Every labelled step under `step`, with split arm names.
+fn collect_labels(step: &ast::Step, out: &mut BTreeMap<String, Vec<String>>) {
+    use ast::{ArmBody, Else, StepKind};
+    let arms = match &step.kind {
+        StepKind::Split(arms) => arms.iter().map(|a| a.name.name.clone()).collect(),
+        _ => Vec::new(),
+    };
+    if let Some(label) = &step.label {
+        out.entry(label.name.clone()).or_insert(arms);
+    }
+    let mut blocks: Vec<&ast::Block> = Vec::new();
+    match &step.kind {
+        StepKind::WaitFor(w) => {
+            blocks.push(&w.then);
+            blocks.extend(w.timeout.as_ref());
+        }
+        StepKind::If(i) => {
+            let mut current = i;
+            loop {
+                blocks.push(&current.then);
+                match &current.otherwise {
+                    Some(Else::If(next, _)) => current = next,
+                    Some(Else::Block(b)) => {
+                        blocks.push(b);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+        }
+        StepKind::Split(arms) => {
+            for arm in arms {
+                match &arm.body {
+                    ArmBody::Step(s) => collect_labels(s, out),
+                    ArmBody::Block(b) => blocks.push(b),
+                }
+            }
+        }
+        _ => {}
+    }
+    for block in blocks {
+        for s in &block.steps {
+            collect_labels(s, out);
+        }
+    }
 }

@@ -62,6 +62,15 @@ impl Ctx<'_> {
                     self.condition(e, &scope, "an audience");
                     walk.has_audience = true;
                     collect_consents(e, &mut walk.audience_consents);
+                    // `audience true` says "everyone" on purpose: no consent warning.
+                    if matches!(
+                        e.kind,
+                        cairn_grammar::ast::ExprKind::Literal(cairn_grammar::ast::Literal::Bool(
+                            true
+                        ))
+                    ) {
+                        walk.audience_consents.push("*".to_string());
+                    }
                     Some("audience")
                 }
                 MemberKind::Reenter(r) => {

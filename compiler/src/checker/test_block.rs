@@ -57,7 +57,7 @@ impl Ctx<'_> {
                         }
                         TestAction::Updates(entries) => self.payload(&Ty::Contact, entries),
                         TestAction::Opens(step) | TestAction::Clicks { step, .. } => {
-                            self.step_ref(step)
+                            self.step_ref(step);
                         }
                         TestAction::Grants(consent) => {
                             let known = self.schema.consents.contains_key(&consent.name);
@@ -104,9 +104,30 @@ impl Ctx<'_> {
                     }
                 }
             }
-            Expectation::Split { step, contact, .. }
-            | Expectation::Skip { step, contact, .. }
-            | Expectation::Defer { step, contact, .. } => {
+            Expectation::Split {
+                step, contact, arm, ..
+            } => {
+                if let Some(arms) = self.step_ref(step)
+                    && let Some(arm) = arm
+                    && !arms.contains(&arm.name)
+                {
+                    self.unknown_among(codes::UNKNOWN_LABEL, "split arm", arm, arms);
+                }
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Skip {
+                step,
+                contact,
+                reason,
+                ..
+            } => {
+                self.step_ref(step);
+                if let Some(reason) = reason {
+                    self.reason(reason, SKIP_REASONS);
+                }
+                self.test_contact(contact, contacts);
+            }
+            Expectation::Defer { step, contact, .. } => {
                 self.step_ref(step);
                 self.test_contact(contact, contacts);
             }
@@ -136,10 +157,19 @@ impl Ctx<'_> {
                 }
                 self.test_contact(contact, contacts);
             }
-            Expectation::Goal {
-                journey, contact, ..
+            Expectation::Exit {
+                journey,
+                contact,
+                reason,
+                ..
+            } => {
+                self.journey_name(journey);
+                if let Some(reason) = reason {
+                    self.reason(reason, EXIT_REASONS);
+                }
+                self.test_contact(contact, contacts);
             }
-            | Expectation::Exit {
+            Expectation::Goal {
                 journey, contact, ..
             }
             | Expectation::Enter {
@@ -184,9 +214,55 @@ impl Ctx<'_> {
         }
     }
 
-    fn step_ref(&mut self, step: &StepRef) {
-        if let Some(j) = &step.journey {
-            self.journey_name(j);
+    /// Checks a step label of a test against the journeys' labels; returns the split
+    /// arms of the step when it names one.
+    fn step_ref(&mut self, step: &StepRef) -> Option<Vec<String>> {
+        let labels: Vec<(&String, &Vec<String>)> = match &step.journey {
+            Some(j) => {
+                self.journey_name(j);
+                self.schema.labels.get(&j.name)?.iter().collect()
+            }
+            None => self.schema.labels.values().flat_map(|l| l.iter()).collect(),
+        };
+        if let Some((_, arms)) = labels.iter().find(|(l, _)| **l == step.step.name) {
+            return Some((*arms).clone());
+        }
+        let names: Vec<String> = labels.iter().map(|(l, _)| (*l).clone()).collect();
+        self.unknown_among(codes::UNKNOWN_LABEL, "step label", &step.step, names);
+        None
+    }
+
+    fn unknown_among(
+        &mut self,
+        code: &'static str,
+        what: &str,
+        name: &cairn_grammar::ast::Ident,
+        names: Vec<String>,
+    ) {
+        self.require(code, what, name, false, names);
+    }
+
+    fn reason(&mut self, reason: &cairn_grammar::ast::Ident, known: &[&str]) {
+        if !known.contains(&reason.name.as_str()) {
+            let mut d = Diagnostic::error(
+                codes::BAD_VALUE,
+                format!("`{}` is not a reason Cairn records", reason.name),
+            )
+            .with_label(reason.span, "unknown reason");
+            d = d.with_help(
+                match crate::suggest::did_you_mean(&reason.name, known.iter().copied()) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!(
+                        "the reasons are {}",
+                        known
+                            .iter()
+                            .map(|r| format!("`{r}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                },
+            );
+            self.out.push(d);
         }
     }
 
@@ -309,6 +385,20 @@ impl Ctx<'_> {
         }
     }
 }
+
+/// Why a send is skipped (SEMANTICS "Messages and consent"), and `render_error` for a
+/// template that fails at send time.
+const SKIP_REASONS: &[&str] = &[
+    "no_consent",
+    "no_address",
+    "invalid_address",
+    "frequency_cap",
+    "erased",
+    "paused",
+    "render_error",
+];
+/// Why a run ends.
+const EXIT_REASONS: &[&str] = &["completed", "goal", "exit_condition", "timeout", "erased"];
 
 /// A plain number stands for money in the project's currency, as on the wire.
 fn number_for_money(value: &Ty, field: &Ty) -> bool {
