@@ -271,6 +271,15 @@ label must be an email or push `send` step that comes before the condition.";
     EMPTY_JOURNEY = "E0507", "journey without steps",
 "A journey needs at least one step.";
 
+    SEGMENT_CYCLE = "E0508", "segments refer to each other in a cycle",
+"A segment's condition names another segment, which names another, and the chain comes
+back to the first: no contact's membership could ever be decided.
+
+    segment engaged { recent_buyer or opened_lately }
+    segment recent_buyer { engaged and exists(order_completed within 30d) }   // cycle
+
+Break the cycle by writing one of the conditions out in full.";
+
     NO_AUDIENCE = "W0001", "journey without an audience",
 "The journey admits every contact that triggers it. Usually that is a mistake: say whom it
 is for, `audience consented(email_marketing)` or `audience vip`, or `audience true` to

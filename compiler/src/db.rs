@@ -290,6 +290,70 @@ pub fn unused(db: &dyn Db, project: ProjectInput) -> Vec<(SourceFile, Diagnostic
     out
 }
 
+/// Segments whose conditions refer back to themselves, absolute in their files.
+#[salsa::tracked(returns(ref))]
+pub fn segment_cycles(db: &dyn Db, project: ProjectInput) -> Vec<(SourceFile, Diagnostic)> {
+    let mut refs: BTreeMap<String, (Vec<String>, SourceFile, Span)> = BTreeMap::new();
+    for item in all_items(db, project) {
+        if let ast::ItemKind::Segment(s) = item.kind(db).as_ref() {
+            let used = crate::refs::used_names(std::iter::once(item.kind(db).as_ref()));
+            refs.entry(s.name.name.clone()).or_insert((
+                used.into_iter().collect(),
+                item.file(db),
+                s.name.span.shift(item.offset(db)),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (name, (_, file, span)) in &refs {
+        // Depth-first from `name`: a path back to it is a cycle.
+        let mut stack: Vec<(String, Vec<String>)> = vec![(name.clone(), vec![name.clone()])];
+        let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        let mut cycle: Option<Vec<String>> = None;
+        while let Some((current, path)) = stack.pop() {
+            let Some((next, _, _)) = refs.get(&current) else {
+                continue;
+            };
+            for n in next.iter().filter(|n| refs.contains_key(*n)) {
+                if n == name {
+                    cycle = Some(path.clone());
+                    break;
+                }
+                if seen.insert(n.clone()) {
+                    let mut p = path.clone();
+                    p.push(n.clone());
+                    stack.push((n.clone(), p));
+                }
+            }
+            if cycle.is_some() {
+                break;
+            }
+        }
+        if let Some(path) = cycle {
+            let chain: Vec<String> = path
+                .iter()
+                .chain(std::iter::once(name))
+                .map(|n| format!("`{n}`"))
+                .collect();
+            out.push((
+                *file,
+                Diagnostic::error(
+                    crate::codes::SEGMENT_CYCLE,
+                    format!("segment `{name}` depends on itself"),
+                )
+                .with_label(
+                    *span,
+                    format!("{} ", chain.join(" → ")).trim_end().to_string(),
+                )
+                .with_help(
+                    "write one of the conditions out in full instead of naming the other segment",
+                ),
+            ));
+        }
+    }
+    out
+}
+
 /// Every diagnostic of one file, absolute, in source order.
 #[salsa::tracked(returns(ref))]
 pub fn file_diagnostics(db: &dyn Db, project: ProjectInput, file: SourceFile) -> Vec<Diagnostic> {
@@ -307,6 +371,7 @@ pub fn file_diagnostics(db: &dyn Db, project: ProjectInput, file: SourceFile) ->
         duplicates(db, project)
             .iter()
             .chain(unused(db, project))
+            .chain(segment_cycles(db, project))
             .filter(|(f, _)| *f == file)
             .map(|(_, d)| d.clone()),
     );
