@@ -27,6 +27,8 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Run the `test` blocks of projects on a virtual clock
     Test(TestArgs),
+    /// Draw a journey as a flow chart (Mermaid or Graphviz DOT)
+    Graph(GraphArgs),
     /// Explain an error or warning code, such as `cairn explain E0304`
     Explain(ExplainArgs),
     /// Compile a project to the plan JSON the runtime executes
@@ -177,6 +179,26 @@ pub enum TestFormat {
     Human,
     Junit,
     Jsonl,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    /// The journey to draw
+    pub journey: String,
+    /// The project directory or `.cairn` file [default: .]
+    pub path: Option<PathBuf>,
+    /// Mermaid renders in pull requests and Markdown; DOT feeds Graphviz
+    #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
+    pub format: GraphFormat,
+    /// Write the chart to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Args)]

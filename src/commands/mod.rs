@@ -6,6 +6,7 @@ mod check;
 mod deploy;
 mod explain;
 mod fmt;
+mod graph;
 mod lsp;
 mod serve;
 mod status;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> CommandResult {
         Command::Fmt(args) => fmt::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Test(args) => test::run(&args),
+        Command::Graph(args) => graph::run(&args),
         Command::Build(args) => build::run(&args),
         Command::Lsp => lsp::run(),
         Command::Serve(args) => serve::run(&args),

@@ -2,6 +2,7 @@
 
 mod build;
 mod check;
+mod graph;
 mod lsp;
 mod runtime;
 mod support;
