@@ -141,18 +141,8 @@ impl Ctx<'_> {
                 Ty::List(Box::new(element))
             }
             ExprKind::Object(entries) => {
-                let mut seen: Vec<&str> = Vec::new();
+                self.duplicate_keys(entries);
                 for entry in entries {
-                    if seen.contains(&entry.key.name.as_str()) {
-                        self.out.push(
-                            Diagnostic::error(
-                                codes::DUPLICATE_FIELD,
-                                format!("`{}` is given twice", entry.key.name),
-                            )
-                            .with_label(entry.key.span, "again here"),
-                        );
-                    }
-                    seen.push(&entry.key.name);
                     self.expr(&entry.value, scope);
                 }
                 Ty::Object
@@ -514,25 +504,9 @@ impl Ctx<'_> {
                 self.plain_arg(arg);
                 if let ExprKind::Name(n) = &arg.value.kind {
                     if name == "consented" {
-                        if !(self.schema.consents.contains_key(&n.name)) {
-                            self.require(
-                                codes::UNKNOWN_CONSENT,
-                                "consent",
-                                n,
-                                false,
-                                self.schema.consents.keys().cloned().collect(),
-                            );
-                        }
+                        self.consent_name(n);
                     } else {
-                        if !(self.schema.tags.contains(&n.name)) {
-                            self.require(
-                                codes::UNKNOWN_TAG,
-                                "tag",
-                                n,
-                                false,
-                                self.schema.tags.iter().cloned().collect(),
-                            );
-                        }
+                        self.tag_name(n);
                     }
                 } else {
                     self.bad_arg(
@@ -787,19 +761,104 @@ impl Ctx<'_> {
         }
     }
 
-    /// Checks that `n` names an event; reports it otherwise.
-    pub fn event_name(&mut self, n: &Ident) -> bool {
-        let known = self.schema.events.contains_key(&n.name);
-        if !(known) {
-            self.require(
-                codes::UNKNOWN_EVENT,
-                "event",
-                n,
-                false,
-                self.schema.events.keys().cloned().collect(),
-            );
+    /// Reports every key given twice in an object literal, a webhook body or a payload.
+    pub fn duplicate_keys(&mut self, entries: &[cairn_grammar::ast::ObjectEntry]) {
+        let mut seen: Vec<&str> = Vec::new();
+        for entry in entries {
+            if seen.contains(&entry.key.name.as_str()) {
+                self.out.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_FIELD,
+                        format!("`{}` is given twice", entry.key.name),
+                    )
+                    .with_label(entry.key.span, "again here"),
+                );
+            }
+            seen.push(&entry.key.name);
+        }
+    }
+
+    /// Reports `n` as an unknown `what` unless `known`; the suggestions are computed
+    /// only then. Returns `known`.
+    fn declared<'s>(
+        &mut self,
+        code: &'static str,
+        what: &str,
+        n: &Ident,
+        known: bool,
+        names: impl Iterator<Item = &'s String>,
+    ) -> bool {
+        if !known {
+            self.require(code, what, n, false, names.cloned().collect());
         }
         known
+    }
+
+    /// Checks that `n` names an event; reports it otherwise.
+    pub fn event_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_EVENT,
+            "event",
+            n,
+            schema.events.contains_key(&n.name),
+            schema.events.keys(),
+        )
+    }
+
+    pub fn tag_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_TAG,
+            "tag",
+            n,
+            schema.tags.contains(&n.name),
+            schema.tags.iter(),
+        )
+    }
+
+    pub fn segment_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_SEGMENT,
+            "segment",
+            n,
+            schema.segments.contains(&n.name),
+            schema.segments.iter(),
+        )
+    }
+
+    pub fn score_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_SCORE,
+            "score",
+            n,
+            schema.scores.contains(&n.name),
+            schema.scores.iter(),
+        )
+    }
+
+    pub fn consent_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_CONSENT,
+            "consent",
+            n,
+            schema.consents.contains_key(&n.name),
+            schema.consents.keys(),
+        )
+    }
+
+    pub fn journey_name(&mut self, n: &Ident) -> bool {
+        let schema = self.schema;
+        self.declared(
+            codes::UNKNOWN_JOURNEY,
+            "journey",
+            n,
+            schema.journeys.contains(&n.name),
+            schema.journeys.iter(),
+        )
     }
 
     /// Reports `n` as an unknown `what` unless `known`, suggesting from `candidates`.

@@ -289,28 +289,10 @@ impl Ctx<'_> {
                 }
             }
             Trigger::Segment { segment, .. } => {
-                let known = self.schema.segments.contains(&segment.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_SEGMENT,
-                        "segment",
-                        segment,
-                        false,
-                        self.schema.segments.iter().cloned().collect(),
-                    );
-                }
+                self.segment_name(segment);
             }
             Trigger::Tag { tag, .. } => {
-                let known = self.schema.tags.contains(&tag.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_TAG,
-                        "tag",
-                        tag,
-                        false,
-                        self.schema.tags.iter().cloned().collect(),
-                    );
-                }
+                self.tag_name(tag);
             }
             Trigger::Page { pattern } => {
                 if !(pattern.value.starts_with('/')
@@ -326,16 +308,7 @@ impl Ctx<'_> {
             }
             Trigger::ContactCreated => {}
             Trigger::ConsentGranted { consent } => {
-                let known = self.schema.consents.contains_key(&consent.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_CONSENT,
-                        "consent",
-                        consent,
-                        false,
-                        self.schema.consents.keys().cloned().collect(),
-                    );
-                }
+                self.consent_name(consent);
             }
         }
     }
@@ -428,18 +401,8 @@ impl Ctx<'_> {
                     );
                 }
                 if let Some(entries) = body {
-                    let mut seen: Vec<&str> = Vec::new();
+                    self.duplicate_keys(entries);
                     for e in entries {
-                        if seen.contains(&e.key.name.as_str()) {
-                            self.out.push(
-                                Diagnostic::error(
-                                    codes::DUPLICATE_FIELD,
-                                    format!("`{}` is given twice", e.key.name),
-                                )
-                                .with_label(e.key.span, "again here"),
-                            );
-                        }
-                        seen.push(&e.key.name);
                         self.expr(&e.value, scope);
                     }
                 }
@@ -549,28 +512,10 @@ impl Ctx<'_> {
                 }
             }
             StepKind::Tag { tag, .. } => {
-                let known = self.schema.tags.contains(&tag.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_TAG,
-                        "tag",
-                        tag,
-                        false,
-                        self.schema.tags.iter().cloned().collect(),
-                    );
-                }
+                self.tag_name(tag);
             }
             StepKind::Score { score, .. } => {
-                let known = self.schema.scores.contains(&score.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_SCORE,
-                        "score",
-                        score,
-                        false,
-                        self.schema.scores.iter().cloned().collect(),
-                    );
-                }
+                self.score_name(score);
             }
             StepKind::Set { target, value } => {
                 let value_ty = self.expr(value, scope);

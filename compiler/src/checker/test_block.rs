@@ -60,16 +60,7 @@ impl Ctx<'_> {
                             self.step_ref(step);
                         }
                         TestAction::Grants(consent) => {
-                            let known = self.schema.consents.contains_key(&consent.name);
-                            if !(known) {
-                                self.require(
-                                    codes::UNKNOWN_CONSENT,
-                                    "consent",
-                                    consent,
-                                    false,
-                                    self.schema.consents.keys().cloned().collect(),
-                                );
-                            }
+                            self.consent_name(consent);
                         }
                         TestAction::Unsubscribes(_) | TestAction::Visits(_) => {}
                     }
@@ -132,29 +123,11 @@ impl Ctx<'_> {
                 self.test_contact(contact, contacts);
             }
             Expectation::Tag { tag, contact, .. } => {
-                let known = self.schema.tags.contains(&tag.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_TAG,
-                        "tag",
-                        tag,
-                        false,
-                        self.schema.tags.iter().cloned().collect(),
-                    );
-                }
+                self.tag_name(tag);
                 self.test_contact(contact, contacts);
             }
             Expectation::Score { score, contact, .. } => {
-                let known = self.schema.scores.contains(&score.name);
-                if !(known) {
-                    self.require(
-                        codes::UNKNOWN_SCORE,
-                        "score",
-                        score,
-                        false,
-                        self.schema.scores.iter().cloned().collect(),
-                    );
-                }
+                self.score_name(score);
                 self.test_contact(contact, contacts);
             }
             Expectation::Exit {
@@ -198,19 +171,6 @@ impl Ctx<'_> {
                 },
             );
             self.out.push(d);
-        }
-    }
-
-    fn journey_name(&mut self, j: &Ident) {
-        let known = self.schema.journeys.contains(&j.name);
-        if !(known) {
-            self.require(
-                codes::UNKNOWN_JOURNEY,
-                "journey",
-                j,
-                false,
-                self.schema.journeys.iter().cloned().collect(),
-            );
         }
     }
 
@@ -291,27 +251,9 @@ impl Ctx<'_> {
                             continue;
                         };
                         if entry.key.name == "consents" {
-                            let known = self.schema.consents.contains_key(&n.name);
-                            if !(known) {
-                                self.require(
-                                    codes::UNKNOWN_CONSENT,
-                                    "consent",
-                                    n,
-                                    false,
-                                    self.schema.consents.keys().cloned().collect(),
-                                );
-                            }
+                            self.consent_name(n);
                         } else {
-                            let known = self.schema.tags.contains(&n.name);
-                            if !(known) {
-                                self.require(
-                                    codes::UNKNOWN_TAG,
-                                    "tag",
-                                    n,
-                                    false,
-                                    self.schema.tags.iter().cloned().collect(),
-                                );
-                            }
+                            self.tag_name(n);
                         }
                     }
                 }
@@ -323,18 +265,8 @@ impl Ctx<'_> {
 
     /// Object entries against the fields of a contact or an event.
     fn payload(&mut self, owner: &Ty, entries: &[ObjectEntry]) {
-        let mut seen: Vec<&str> = Vec::new();
+        self.duplicate_keys(entries);
         for entry in entries {
-            if seen.contains(&entry.key.name.as_str()) {
-                self.out.push(
-                    Diagnostic::error(
-                        codes::DUPLICATE_FIELD,
-                        format!("`{}` is given twice", entry.key.name),
-                    )
-                    .with_label(entry.key.span, "again here"),
-                );
-            }
-            seen.push(&entry.key.name);
             match self.schema.member(owner, &entry.key.name) {
                 Some(ty) => self.value(&entry.key.name, &ty, &entry.value),
                 None => {
