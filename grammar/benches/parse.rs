@@ -1,14 +1,17 @@
 //! Parser figures on a generated 100k-line project (`synth::project`):
 //!
 //! - throughput of parsing with the syntax check (every file's tree and diagnostics),
-//!   measured by criterion with `Throughput::Bytes`, and printed once more in MB/s;
+//!   measured by criterion with `Throughput::Bytes`, and printed once more in MB/s, for
+//!   `parse` (the hand-written fast path, pest only for items it leaves to pest) and for
+//!   `parse_reference` (the pest grammar alone), with their ratio;
 //! - peak memory while parsing, relative to the size of the source. It is read from
 //!   the kernel (`VmHWM` in `/proc/self/status`) in a child process that does nothing
 //!   else, since a counting allocator would need `unsafe`, which the workspace forbids.
 //!
 //! `cargo bench -p cairn-grammar --bench parse`. The targets: at least 50 MB/s on one
-//! core, and peak memory under 10x the source.
+//! core, and peak memory under 10x the source, keeping every tree.
 
+use cairn_grammar::parse::parse_reference;
 use cairn_grammar::{Parsed, parse, synth};
 use criterion::{Criterion, SamplingMode, Throughput};
 use std::hint::black_box;
@@ -34,7 +37,12 @@ fn main() {
         files.len()
     );
 
-    quick_throughput(&files, bytes);
+    let fast = quick_throughput("parse (fast path)", parse, &files, bytes);
+    let reference = quick_throughput("parse_reference (pest)", parse_reference, &files, bytes);
+    eprintln!(
+        "fast path: {:.1}x the pest grammar's throughput",
+        fast / reference
+    );
     memory_report(bytes);
 
     let mut criterion = Criterion::default().configure_from_args();
@@ -47,46 +55,56 @@ fn main() {
         .measurement_time(Duration::from_secs(20))
         .throughput(Throughput::Bytes(bytes as u64));
     group.bench_function("project_100k_lines", |b| {
-        b.iter(|| black_box(parse_all(&files)));
+        b.iter(|| black_box(parse_all(parse, &files)));
+    });
+    group.bench_function("project_100k_lines_pest_only", |b| {
+        b.iter(|| black_box(parse_all(parse_reference, &files)));
     });
     group.finish();
     criterion.final_summary();
 }
 
 /// Parses every file and returns the number of diagnostics, so nothing is optimized away.
-fn parse_all(files: &[(String, String)]) -> usize {
+fn parse_all(parser: fn(&str) -> Parsed, files: &[(String, String)]) -> usize {
     files
         .iter()
-        .map(|(_, text)| parse(text).diagnostics.len())
+        .map(|(_, text)| parser(text).diagnostics.len())
         .sum()
 }
 
 /// The best of a few timed runs, in decimal MB/s: the figure the target is stated in.
-fn quick_throughput(files: &[(String, String)], bytes: usize) {
-    let diagnostics = parse_all(files);
+fn quick_throughput(
+    what: &str,
+    parser: fn(&str) -> Parsed,
+    files: &[(String, String)],
+    bytes: usize,
+) -> f64 {
+    let diagnostics = parse_all(parser, files);
     assert_eq!(diagnostics, 0, "a generated project parses cleanly");
     let best = (0..5)
         .map(|_| {
             let start = Instant::now();
-            black_box(parse_all(files));
+            black_box(parse_all(parser, files));
             start.elapsed()
         })
         .min()
         .unwrap_or_default();
+    let throughput = bytes as f64 / 1e6 / best.as_secs_f64();
     eprintln!(
-        "parse + syntax check: {:.1} MB/s ({:.0} ms for {:.2} MB, best of 5)",
-        bytes as f64 / 1e6 / best.as_secs_f64(),
+        "{what}: parse + syntax check: {throughput:.1} MB/s ({:.0} ms for {:.2} MB, best of 5)",
         best.as_secs_f64() * 1e3,
         bytes as f64 / 1e6
     );
+    throughput
 }
 
 /// Runs the measurement in fresh child processes and prints the peaks.
 fn memory_report(bytes: usize) {
     let source_mb = bytes as f64 / 1e6;
     for (mode, what) in [
-        ("keep", "keeping every tree, as the checker does"),
-        ("drop", "one file at a time"),
+        ("keep", "parse, keeping every tree, as the checker does"),
+        ("drop", "parse, one file at a time"),
+        ("keep-reference", "parse_reference, keeping every tree"),
     ] {
         match measure_in_child(mode) {
             Some(peak) => {
@@ -126,6 +144,11 @@ fn memory_child(mode: &str) {
     };
     let kept: Vec<Parsed> = if mode == "keep" {
         files.iter().map(|(_, text)| parse(text)).collect()
+    } else if mode == "keep-reference" {
+        files
+            .iter()
+            .map(|(_, text)| parse_reference(text))
+            .collect()
     } else {
         for (_, text) in &files {
             black_box(parse(text));

@@ -338,14 +338,18 @@ pub struct Member {
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub enum MemberKind {
-    Trigger(Trigger),
+    /// Boxed, as the larger rare members are, so that a journey's many steps stay small.
+    Trigger(Box<Trigger>),
     Audience(Expr),
     Reenter(Reenter),
     Goal(GoalOpt),
     Exit(ExitOpt),
     QuietHours(QuietHours),
     FrequencyCap(FrequencyCap),
-    Migrate { from: Ident, to: Ident },
+    Migrate {
+        from: Ident,
+        to: Ident,
+    },
     Drain,
     Step(Step),
 }
@@ -432,8 +436,9 @@ pub enum StepKind {
         from: TimeLit,
         to: Option<TimeLit>,
     },
-    WaitFor(WaitFor),
-    If(IfStep),
+    /// Boxed, like `If`: the common steps stay small.
+    WaitFor(Box<WaitFor>),
+    If(Box<IfStep>),
     Split(Vec<SplitArm>),
     Tag {
         add: bool,

@@ -3,6 +3,7 @@
 
 use crate::ast::*;
 use crate::diagnostic::{Diagnostic, codes};
+use crate::fast;
 use crate::scan::{self, MAX_NESTING};
 use pest::Parser as _;
 use pest::iterators::Pair;
@@ -14,7 +15,7 @@ use std::sync::LazyLock;
 struct CairnParser;
 
 /// Most operators one expression may chain; the tree it builds is that deep.
-const MAX_OPERATORS: usize = 1_000;
+pub(crate) const MAX_OPERATORS: usize = 1_000;
 
 #[derive(Debug, Default)]
 pub struct Parsed {
@@ -60,45 +61,11 @@ pub fn parse(src: &str) -> Parsed {
         let (kind, span) = if chunk.broken {
             (ItemKind::Error, chunk.span)
         } else {
-            match CairnParser::parse(Rule::item_chunk, text) {
-                Ok(mut pairs) => match pairs.next().and_then(|p| p.into_inner().next()) {
-                    Some(item) => {
-                        let start = item.as_span().start();
-                        // Like inner spans, the item ends at its last token, before
-                        // any comment pest's implicit skipping took in.
-                        let span = Span::new(
-                            chunk.span.start + start,
-                            chunk.span.start + start + content_len(item.as_str()),
-                        );
-                        let mut builder = Builder {
-                            base: start,
-                            diagnostics: Vec::new(),
-                        };
-                        let kind = builder.item(item);
-                        diagnostics.extend(
-                            builder
-                                .diagnostics
-                                .into_iter()
-                                .map(|d| shift(d, span.start)),
-                        );
-                        (kind, span)
-                    }
-                    None => (ItemKind::Error, chunk.span),
-                },
-                Err(_) => {
-                    // Parse again with pest's detailed tracking, which is only worth
-                    // its cost on the failing path.
-                    let detailed = parse_with_detail(text);
-                    match detailed {
-                        Err(err) => {
-                            diagnostics.push(syntax_error(&err, text, chunk.span.start, src.len()))
-                        }
-                        Ok(_) => diagnostics.push(
-                            Diagnostic::error(codes::SYNTAX, "this item could not be parsed")
-                                .with_label(chunk.span, ""),
-                        ),
-                    }
-                    (ItemKind::Error, chunk.span)
+            match fast::item(text) {
+                fast::Outcome::Parsed(kind, span) => (kind, span.shift(chunk.span.start)),
+                // The reference decides, and words every message.
+                fast::Outcome::Rejected | fast::Outcome::Delegated => {
+                    reference_item(text, chunk.span.start, src.len(), &mut diagnostics)
                 }
             }
         };
@@ -116,6 +83,159 @@ pub fn parse(src: &str) -> Parsed {
         },
         diagnostics,
     }
+}
+
+/// [`parse`] with the pest grammar alone, without the fast path: the reference the fast
+/// parser is checked against, and the baseline of the benchmark.
+#[doc(hidden)]
+pub fn parse_reference(src: &str) -> Parsed {
+    let scanned = scan::scan(src);
+    let mut diagnostics = scanned.diagnostics;
+    let mut items = Vec::with_capacity(scanned.chunks.len());
+    for chunk in &scanned.chunks {
+        let text = &src[chunk.span.start..chunk.span.end];
+        let (kind, span) = if chunk.broken {
+            (ItemKind::Error, chunk.span)
+        } else {
+            reference_item(text, chunk.span.start, src.len(), &mut diagnostics)
+        };
+        items.push(Item {
+            kind,
+            span,
+            doc: doc_comment(&scanned.comments, src, chunk.span.start),
+        });
+    }
+    diagnostics.sort_by_key(|d| d.primary_span().map(|s| s.start));
+    Parsed {
+        file: SourceFile {
+            items,
+            comments: scanned.comments,
+        },
+        diagnostics,
+    }
+}
+
+/// One item chunk (`text`, at `offset` in a file of `file_len` bytes) parsed with the
+/// pest grammar: its tree and absolute span, its diagnostics added to `diagnostics`.
+fn reference_item(
+    text: &str,
+    offset: usize,
+    file_len: usize,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> (ItemKind, Span) {
+    let chunk_span = Span::new(offset, offset + text.len());
+    match CairnParser::parse(Rule::item_chunk, text) {
+        Ok(mut pairs) => match pairs.next().and_then(|p| p.into_inner().next()) {
+            Some(item) => {
+                let start = item.as_span().start();
+                // Like inner spans, the item ends at its last token, before any comment
+                // pest's implicit skipping took in.
+                let span = Span::new(offset + start, offset + start + content_len(item.as_str()));
+                let mut builder = Builder {
+                    base: start,
+                    diagnostics: Vec::new(),
+                };
+                let kind = builder.item(item);
+                diagnostics.extend(
+                    builder
+                        .diagnostics
+                        .into_iter()
+                        .map(|d| shift(d, span.start)),
+                );
+                (kind, span)
+            }
+            None => (ItemKind::Error, chunk_span),
+        },
+        Err(_) => {
+            // Parse again with pest's detailed tracking, which is only worth its cost on
+            // the failing path.
+            match parse_with_detail(text) {
+                Err(err) => diagnostics.push(syntax_error(&err, text, offset, file_len)),
+                Ok(_) => diagnostics.push(
+                    Diagnostic::error(codes::SYNTAX, "this item could not be parsed")
+                        .with_label(chunk_span, ""),
+                ),
+            }
+            (ItemKind::Error, chunk_span)
+        }
+    }
+}
+
+/// How the fast parser and the pest grammar compare on a source; see [`verify`].
+#[doc(hidden)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Agreement {
+    /// Items both parsed to the same tree and span.
+    pub same_tree: usize,
+    /// Items both rejected.
+    pub both_rejected: usize,
+    /// Items the fast parser left to pest, which accepted them with a diagnostic or
+    /// holds a `"""` string.
+    pub delegated: usize,
+}
+
+/// Checks the fast parser against the pest grammar on every item chunk of `src`: the
+/// fast parser accepts exactly what pest accepts without a diagnostic (a `"""` string
+/// aside) and builds the same tree with the same spans; it rejects exactly what pest
+/// rejects. Returns the first disagreement.
+#[doc(hidden)]
+pub fn verify(src: &str) -> Result<Agreement, String> {
+    let scanned = scan::scan(src);
+    let mut agreement = Agreement::default();
+    for chunk in scanned.chunks.iter().filter(|c| !c.broken) {
+        let text = &src[chunk.span.start..chunk.span.end];
+        let mut diagnostics = Vec::new();
+        let accepted = CairnParser::parse(Rule::item_chunk, text).is_ok();
+        let (kind, span) = reference_item(text, chunk.span.start, src.len(), &mut diagnostics);
+        let disagree = |what: &str| {
+            Err(format!(
+                "{what} at bytes {}..{}:\n{text}\n",
+                chunk.span.start, chunk.span.end
+            ))
+        };
+        match fast::item(text) {
+            fast::Outcome::Parsed(fast_kind, fast_span) => {
+                if !accepted {
+                    return disagree("the fast parser accepts an item pest rejects");
+                }
+                if !diagnostics.is_empty() {
+                    return disagree(
+                        "the fast parser accepts an item pest accepts with a diagnostic",
+                    );
+                }
+                if fast_span.shift(chunk.span.start) != span {
+                    return disagree(&format!(
+                        "item span {:?} differs from pest's {span:?}",
+                        fast_span.shift(chunk.span.start)
+                    ));
+                }
+                if fast_kind != kind {
+                    return disagree(&format!(
+                        "the trees differ:\nfast: {fast_kind:#?}\npest: {kind:#?}"
+                    ));
+                }
+                agreement.same_tree += 1;
+            }
+            fast::Outcome::Rejected => {
+                if accepted {
+                    return disagree("the fast parser rejects an item pest accepts");
+                }
+                agreement.both_rejected += 1;
+            }
+            fast::Outcome::Delegated => {
+                if !accepted {
+                    return disagree("the fast parser delegates an item pest rejects");
+                }
+                if diagnostics.is_empty() && !text.contains("\"\"\"") {
+                    return disagree(
+                        "the fast parser delegates an item pest accepts without a diagnostic",
+                    );
+                }
+                agreement.delegated += 1;
+            }
+        }
+    }
+    Ok(agreement)
 }
 
 /// The `///` lines directly above `item_start`, joined without their slashes.
@@ -1014,7 +1134,7 @@ fn is_keyword(rule: Rule) -> bool {
 }
 
 /// Length of `text` without trailing whitespace, `;` and `//` comments.
-fn content_len(text: &str) -> usize {
+pub(crate) fn content_len(text: &str) -> usize {
     let mut end = text.len();
     loop {
         let trimmed = text[..end].trim_end_matches([' ', '\t', '\r', '\n', ';', '\u{FEFF}']);
@@ -1328,9 +1448,9 @@ impl Builder {
     fn member(&mut self, pair: Pair<Rule>) -> Member {
         let span = self.span(&pair);
         let kind = match pair.as_rule() {
-            Rule::trigger => MemberKind::Trigger(
+            Rule::trigger => MemberKind::Trigger(Box::new(
                 self.trigger(Self::kids(pair).next().expect("grammar: trigger kind")),
-            ),
+            )),
             Rule::audience_opt => {
                 MemberKind::Audience(self.expr(Self::kids(pair).next().expect("grammar: audience")))
             }
@@ -1543,16 +1663,16 @@ impl Builder {
                         _ => within = Some(self.duration(kid)),
                     }
                 }
-                StepKind::WaitFor(WaitFor {
+                StepKind::WaitFor(Box::new(WaitFor {
                     event: event.expect("grammar: wait for event"),
                     binding,
                     filter,
                     within,
                     then: then.expect("grammar: wait for block"),
                     timeout,
-                })
+                }))
             }
-            Rule::if_step => StepKind::If(self.if_step(pair)),
+            Rule::if_step => StepKind::If(Box::new(self.if_step(pair))),
             Rule::split_step => {
                 StepKind::Split(Self::kids(pair).map(|p| self.split_arm(p)).collect())
             }

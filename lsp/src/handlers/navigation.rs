@@ -338,11 +338,12 @@ fn bindings_of(j: &cairn_grammar::ast::JourneyDecl, event: &str) -> Vec<String> 
     use cairn_grammar::ast::{MemberKind, StepKind, Trigger};
     let mut out = Vec::new();
     for member in &j.members {
-        if let MemberKind::Trigger(Trigger::Event {
-            event: e,
-            binding: Some(b),
-            ..
-        }) = &member.kind
+        if let MemberKind::Trigger(trigger) = &member.kind
+            && let Trigger::Event {
+                event: e,
+                binding: Some(b),
+                ..
+            } = &**trigger
             && e.name == event
         {
             out.push(b.name.clone());
