@@ -18,6 +18,8 @@ pub enum Outcome {
     Failed,
     /// A usage or environment error: bad flag, unreadable path, unreachable server.
     Usage,
+    /// `cairn diff --server`: the daemon cannot be reached.
+    Unreachable,
 }
 
 impl From<Outcome> for ExitCode {
@@ -26,6 +28,7 @@ impl From<Outcome> for ExitCode {
             Outcome::Ok => ExitCode::SUCCESS,
             Outcome::Failed => ExitCode::from(1),
             Outcome::Usage => ExitCode::from(2),
+            Outcome::Unreachable => ExitCode::from(3),
         }
     }
 }

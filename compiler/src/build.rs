@@ -24,6 +24,31 @@ pub fn build_plan(
     project: &Project,
     git_commit: Option<&str>,
 ) -> Result<Built, Vec<FileDiagnostic>> {
+    build_plan_after(project, git_commit, None)
+}
+
+/// [`build_plan`], with the journeys' `migrate` checked against `previous`, the plan
+/// the new one replaces (see [`crate::migrations`]).
+pub fn build_plan_after(
+    project: &Project,
+    git_commit: Option<&str>,
+    previous: Option<&Plan>,
+) -> Result<Built, Vec<FileDiagnostic>> {
+    let built = lower_checked(project, git_commit)?;
+    let problems = crate::migrations::check(&built.plan, &built.trees, previous);
+    if problems.is_empty() {
+        Ok(built)
+    } else {
+        let mut all = built.warnings;
+        all.extend(problems);
+        Err(all)
+    }
+}
+
+fn lower_checked(
+    project: &Project,
+    git_commit: Option<&str>,
+) -> Result<Built, Vec<FileDiagnostic>> {
     let mut findings: Vec<FileDiagnostic> = Vec::new();
     for report in check_project(project) {
         findings.extend(report.diagnostics.into_iter().map(|d| (report.index, d)));

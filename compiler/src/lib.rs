@@ -8,6 +8,7 @@
 //! - [`refs`]: which declared names are used.
 //! - [`codes`]: the diagnostics catalogue behind `cairn explain`.
 //! - [`check`]: checking a loaded project from the command line.
+//! - [`migrations`]: `migrate OLD -> NEW` checked against the previous plan.
 
 pub mod build;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod codes;
 pub mod db;
 pub mod lower;
 pub mod lower_tests;
+pub mod migrations;
 pub mod project;
 pub mod refs;
 pub mod schema;

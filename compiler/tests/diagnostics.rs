@@ -11,10 +11,17 @@
 //! - `// currency: EUR` sets the project's default currency, as `cairn.toml` would;
 //! - `// file NAME.cairn` (on a line of its own) starts a second source file: what
 //!   follows, up to the next such line, is that file.
+//! - `// previous NAME.cairn` starts a file of the *previous* version of the project:
+//!   the case's `migrate` lines are checked against the plan built from those files,
+//!   as `cairn build --previous` and `cairn deploy` check them.
+//!
+//! A case that passes the checks is also built, so what only the build finds (the
+//! migration codes) shows too.
 //!
 //! Adding a case is adding a file; `INSTA_UPDATE=always cargo test -p cairn-compiler
 //! --test diagnostics` writes its snapshot, which is then read before it is accepted.
 
+use cairn_compiler::build::{build_plan, build_plan_after};
 use cairn_compiler::check::check_project;
 use cairn_compiler::codes;
 use cairn_compiler::project::{self, Manifest, Project, SourceText};
@@ -26,8 +33,9 @@ fn cases_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/diagnostics")
 }
 
-/// A case file read as a project, its directives applied.
-fn load_case(path: &Path) -> Project {
+/// A case file read as a project, its directives applied, and the previous version's
+/// project when the case has one.
+fn load_case(path: &Path) -> (Project, Option<Project>) {
     let bytes = std::fs::read(path).expect("case file is readable");
     let file_name = path
         .file_name()
@@ -38,17 +46,20 @@ fn load_case(path: &Path) -> Project {
     if std::str::from_utf8(&bytes).is_err() {
         let mut source = project::read_source(path).expect("case file is readable");
         source.path = PathBuf::from(&file_name);
-        return Project {
+        let project = Project {
             root: cases_dir(),
             manifest: Manifest::default(),
             sources: vec![source],
             assets: BTreeMap::new(),
         };
+        return (project, None);
     }
     let text = String::from_utf8(bytes).expect("checked above");
     let mut manifest = Manifest::default();
     let mut assets = BTreeMap::new();
     let mut files: Vec<(String, String)> = vec![(file_name, String::new())];
+    let mut previous: Vec<(String, String)> = Vec::new();
+    let mut in_previous = false;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_end();
         if let Some(rest) = trimmed.strip_prefix("// asset ") {
@@ -60,17 +71,27 @@ fn load_case(path: &Path) -> Project {
             manifest.project.currency = Some(currency.to_string());
         } else if let Some(name) = trimmed.strip_prefix("// file ") {
             files.push((name.to_string(), String::new()));
+            in_previous = false;
+            continue;
+        } else if let Some(name) = trimmed.strip_prefix("// previous ") {
+            previous.push((name.to_string(), String::new()));
+            in_previous = true;
             continue;
         }
-        files
+        let current = if in_previous {
+            &mut previous
+        } else {
+            &mut files
+        };
+        current
             .last_mut()
             .expect("there is always a current file")
             .1
             .push_str(line);
     }
-    Project {
+    let project = |files: Vec<(String, String)>| Project {
         root: cases_dir(),
-        manifest,
+        manifest: manifest.clone(),
         sources: files
             .into_iter()
             .map(|(path, text)| SourceText {
@@ -79,8 +100,10 @@ fn load_case(path: &Path) -> Project {
                 utf8_error: None,
             })
             .collect(),
-        assets,
-    }
+        assets: assets.clone(),
+    };
+    let previous = (!previous.is_empty()).then(|| project(previous));
+    (project(files), previous)
 }
 
 /// The code a case is named after: `E0101-unknown-event.cairn` gives `E0101`.
@@ -111,9 +134,30 @@ fn catalogue() {
     // Collected rather than asserted case by case, so one run names every wrong case.
     let mut wrong: Vec<String> = Vec::new();
     insta::glob!("diagnostics/*.cairn", |path| {
-        let project = load_case(path);
+        let (project, previous) = load_case(path);
         let code = code_of(path);
-        let reports = check_project(&project);
+        let mut reports = check_project(&project);
+        if !reports
+            .iter()
+            .any(|r| r.diagnostics.iter().any(|d| d.is_error()))
+        {
+            let previous = previous.map(|p| match build_plan(&p, None) {
+                Ok(built) => built.plan,
+                Err(errors) => panic!("the previous version of {path:?} builds: {errors:?}"),
+            });
+            if let Err(errors) = build_plan_after(&project, None, previous.as_ref()) {
+                reports.clear();
+                for (index, diagnostic) in errors {
+                    match reports.iter_mut().find(|r| r.index == index) {
+                        Some(report) => report.diagnostics.push(diagnostic),
+                        None => reports.push(cairn_compiler::check::FileReport {
+                            index,
+                            diagnostics: vec![diagnostic],
+                        }),
+                    }
+                }
+            }
+        }
         let mut snapshot = String::new();
         let mut found: BTreeSet<&str> = BTreeSet::new();
         let several = project.sources.len() > 1;
@@ -185,7 +229,8 @@ fn examples_check_clean() {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&examples)
         .expect("examples/ is readable")
         .map(|entry| entry.expect("a readable entry").path())
-        .filter(|path| path.is_dir())
+        // `examples/ci` holds a workflow, not a project.
+        .filter(|path| path.join("cairn.toml").is_file())
         .collect();
     dirs.sort();
     for dir in dirs {

@@ -12,6 +12,7 @@
 //!
 //! `docs/plan.md` describes the format for people.
 
+pub mod diff;
 pub mod expr;
 pub mod id;
 pub mod journey;

@@ -8,9 +8,10 @@ use super::CommandResult;
 use crate::Outcome;
 use crate::cli::BuildArgs;
 use crate::render;
-use cairn_compiler::build::build_plan;
+use cairn_compiler::build::build_plan_after;
 use cairn_compiler::project;
 use cairn_grammar::Diagnostic;
+use cairn_plan::Plan;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -28,9 +29,23 @@ pub fn run(args: &BuildArgs) -> CommandResult {
     let project = projects.remove(0);
     let name = project.name();
 
+    let previous = match &args.previous {
+        None => None,
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .map_err(|e| miette::miette!("cannot read `{}`: {e}", file.display()))?;
+            Some(Plan::from_json(&text).map_err(|e| {
+                miette::miette!(
+                    help = "`--previous` takes a plan JSON written by `cairn build`",
+                    "`{}` is not a plan: {e}",
+                    file.display()
+                )
+            })?)
+        }
+    };
     // A plan is only built from a project without errors.
     let commit = git_commit(&project.root);
-    let built = build_plan(&project, commit.as_deref());
+    let built = build_plan_after(&project, commit.as_deref(), previous.as_ref());
     let (plan, findings) = match built {
         Ok(built) => (Some(built.plan), built.warnings),
         Err(errors) => (None, errors),
@@ -89,7 +104,9 @@ pub(super) fn git_commit(dir: &Path) -> Option<String> {
             .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_string())
     };
     let commit = git(&["rev-parse", "--verify", "HEAD"]).filter(|c| !c.is_empty())?;
-    let dirty = git(&["status", "--porcelain", "--", "."]).is_none_or(|s| !s.is_empty());
+    // The daemon's state folder is not part of the project.
+    let dirty = git(&["status", "--porcelain", "--", ".", ":(exclude).cairn"])
+        .is_none_or(|s| !s.is_empty());
     Some(if dirty {
         format!("{commit}-dirty")
     } else {

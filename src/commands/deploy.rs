@@ -8,7 +8,7 @@ use super::CommandResult;
 use crate::Outcome;
 use crate::cli::DeployArgs;
 use crate::render;
-use cairn_compiler::build::build_plan;
+use cairn_compiler::build::build_plan_after;
 use cairn_compiler::project::{self, Manifest, Project};
 use cairn_plan::Plan;
 use cairn_runtime::admin::describe_deploy;
@@ -46,21 +46,59 @@ pub fn run(args: &DeployArgs) -> CommandResult {
     }
 
     let json = if path.extension().is_some_and(|e| e == "json") && path.is_file() {
-        std::fs::read_to_string(&path)
-            .map_err(|e| miette::miette!("cannot read `{}`: {e}", path.display()))?
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| miette::miette!("cannot read `{}`: {e}", path.display()))?;
+        let commit = Plan::from_json(&text).ok().and_then(|p| p.git_commit);
+        if !args.allow_dirty && commit.as_deref().is_some_and(is_dirty) {
+            eprintln!(
+                "error: `{}` was built from a work tree with uncommitted changes (commit {})\nhelp: rebuild it from a clean checkout, or pass `--allow-dirty`",
+                path.display(),
+                commit.unwrap_or_default()
+            );
+            return Ok(Outcome::Failed);
+        }
+        text
     } else {
-        match project_plan(&path)? {
+        let project = one_project(&path)?;
+        let commit = super::build::git_commit(&project.root);
+        if !args.allow_dirty
+            && let Some(commit) = commit.as_deref().filter(|c| is_dirty(c))
+        {
+            eprintln!(
+                "error: `{}` has uncommitted changes: a deploy records the commit it was built from ({commit})\nhelp: commit them first, or pass `--allow-dirty`",
+                project.root.display()
+            );
+            return Ok(Outcome::Failed);
+        }
+        // `migrate` is checked against the plan the daemon runs now.
+        let previous = match client.active_plan() {
+            Ok(plan) => plan.and_then(|value| Plan::from_json(&value.to_string()).ok()),
+            Err(e) => return refused(e),
+        };
+        match built_plan(&project, commit.as_deref(), previous.as_ref()) {
             Some(plan) => plan.to_json_pretty(),
             None => return Ok(Outcome::Failed),
         }
     };
-    match client.deploy(&json) {
+    match client.deploy_stranding(&json, args.strand) {
         Ok(deployed) => {
             eprintln!("deployed to {server}: {}", describe_deploy(&deployed));
             Ok(Outcome::Ok)
         }
+        Err(ClientError::Refused {
+            status: 409,
+            message,
+        }) => {
+            eprintln!("error: {server} refused the deploy: {message}");
+            Ok(Outcome::Failed)
+        }
         Err(e) => refused(e),
     }
+}
+
+/// A commit recorded from a work tree with uncommitted changes.
+fn is_dirty(commit: &str) -> bool {
+    commit.ends_with("-dirty")
 }
 
 fn refused(e: ClientError) -> CommandResult {
@@ -79,7 +117,13 @@ fn refused(e: ClientError) -> CommandResult {
 pub(super) fn project_plan(path: &Path) -> miette::Result<Option<Plan>> {
     let project = one_project(path)?;
     let commit = super::build::git_commit(&project.root);
-    match build_plan(&project, commit.as_deref()) {
+    Ok(built_plan(&project, commit.as_deref(), None))
+}
+
+/// Checks and builds `project`, its `migrate` checked against `previous`, printing
+/// its diagnostics; `None` when it has errors.
+fn built_plan(project: &Project, commit: Option<&str>, previous: Option<&Plan>) -> Option<Plan> {
+    match build_plan_after(project, commit, previous) {
         Ok(built) => {
             for (file, diagnostic) in &built.warnings {
                 let source = &project.sources[*file];
@@ -88,7 +132,7 @@ pub(super) fn project_plan(path: &Path) -> miette::Result<Option<Plan>> {
                     render::diagnostic(diagnostic, &source.path, &source.text)
                 );
             }
-            Ok(Some(built.plan))
+            Some(built.plan)
         }
         Err(errors) => {
             for (file, diagnostic) in &errors {
@@ -104,7 +148,7 @@ pub(super) fn project_plan(path: &Path) -> miette::Result<Option<Plan>> {
                 project.name(),
                 render::counts(&all)
             );
-            Ok(None)
+            None
         }
     }
 }

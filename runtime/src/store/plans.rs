@@ -3,6 +3,7 @@
 //! the version before the active one.
 
 use super::{Result, Store, StoreError, Tx, on_read, on_tx};
+use crate::inflight::{InFlight, Move};
 use crate::model::Millis;
 use sqlx::Row;
 
@@ -72,6 +73,150 @@ impl Store {
             .await?;
             version
         });
+        tx.commit().await?;
+        Ok(Deployed {
+            version,
+            content_hash: content_hash.to_string(),
+            changed: true,
+        })
+    }
+
+    /// Stores `plan_json` as the next version, like [`Store::deploy`], and in the same
+    /// transaction moves the runs in flight that `decide` says move: it reads every
+    /// group of runs in flight (by journey, version, step and state, under a lock that
+    /// holds off the engine on PostgreSQL; SQLite has one writer) and returns the moves,
+    /// or a refusal that rolls everything back as a [`StoreError::Conflict`].
+    /// `before_commit` runs once the moves are written and before the commit, so a
+    /// daemon can drop what it cached about runs before anyone reads them again.
+    pub async fn deploy_moving_runs<D, B>(
+        &self,
+        plan_json: &str,
+        content_hash: &str,
+        git_commit: Option<&str>,
+        now: Millis,
+        decide: D,
+        before_commit: B,
+    ) -> Result<Deployed>
+    where
+        D: FnOnce(&[InFlight]) -> std::result::Result<Vec<Move>, String>,
+        B: FnOnce(),
+    {
+        let mut tx = self.begin().await?;
+        tx.lock_deploys().await?;
+        if let Some(active) = tx.active_version().await?
+            && active.content_hash == content_hash
+        {
+            tx.rollback().await?;
+            return Ok(Deployed {
+                version: active.version,
+                content_hash: active.content_hash,
+                changed: false,
+            });
+        }
+        if let Tx::Postgres(t) = &mut tx {
+            // Engine transactions write runs and timers; they wait for this one.
+            sqlx::query("LOCK TABLE runs, timers IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut **t)
+                .await?;
+        }
+        let in_flight = on_tx!(&mut tx, c => {
+            let rows = sqlx::query(
+                "SELECT journey, plan_version, step, state, COUNT(*) AS n FROM runs
+                 WHERE state <> 'ended' AND step IS NOT NULL
+                 GROUP BY journey, plan_version, step, state
+                 ORDER BY journey, plan_version, step, state",
+            )
+            .fetch_all(&mut *c)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(InFlight {
+                        journey: row.try_get("journey")?,
+                        plan_version: row.try_get("plan_version")?,
+                        step: row.try_get("step")?,
+                        state: row.try_get("state")?,
+                        runs: row.try_get("n")?,
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?
+        });
+        let moves = match decide(&in_flight) {
+            Ok(moves) => moves,
+            Err(refusal) => {
+                tx.rollback().await?;
+                return Err(StoreError::Conflict(refusal));
+            }
+        };
+        let version = on_tx!(&mut tx, c => {
+            let next: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM plan_versions")
+                .fetch_one(&mut *c)
+                .await?
+                .try_get("v")?;
+            let version = next.unwrap_or(0) + 1;
+            sqlx::query("UPDATE plan_versions SET active = FALSE WHERE active")
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(
+                "INSERT INTO plan_versions (version, content_hash, git_commit, plan, deployed_at, active)
+                 VALUES ($1, $2, $3, $4, $5, TRUE)",
+            )
+            .bind(version)
+            .bind(content_hash)
+            .bind(git_commit)
+            .bind(plan_json)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            for m in &moves {
+                let from = &m.from;
+                if m.migrated {
+                    // The run enters its new step now: its one timer is due at once.
+                    sqlx::query(
+                        "INSERT INTO timers (key, kind, contact_id, run_id, due_at)
+                         SELECT 'run:' || run_id, 'run', contact_id, run_id, $1 FROM runs
+                         WHERE journey = $2 AND plan_version = $3 AND step = $4 AND state = $5
+                         ON CONFLICT (key) DO UPDATE SET due_at = excluded.due_at,
+                             lease_owner = NULL, lease_expires_at = NULL",
+                    )
+                    .bind(now)
+                    .bind(&from.journey)
+                    .bind(from.plan_version)
+                    .bind(&from.step)
+                    .bind(&from.state)
+                    .execute(&mut *c)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE runs SET plan_version = $1, step = $2, state = 'ready',
+                             wait_event = NULL, until_at = NULL, updated_at = $3
+                         WHERE journey = $4 AND plan_version = $5 AND step = $6 AND state = $7",
+                    )
+                    .bind(version)
+                    .bind(&m.to)
+                    .bind(now)
+                    .bind(&from.journey)
+                    .bind(from.plan_version)
+                    .bind(&from.step)
+                    .bind(&from.state)
+                    .execute(&mut *c)
+                    .await?;
+                } else {
+                    sqlx::query(
+                        "UPDATE runs SET plan_version = $1, updated_at = $2
+                         WHERE journey = $3 AND plan_version = $4 AND step = $5 AND state = $6",
+                    )
+                    .bind(version)
+                    .bind(now)
+                    .bind(&from.journey)
+                    .bind(from.plan_version)
+                    .bind(&from.step)
+                    .bind(&from.state)
+                    .execute(&mut *c)
+                    .await?;
+                }
+            }
+            version
+        });
+        before_commit();
         tx.commit().await?;
         Ok(Deployed {
             version,

@@ -729,3 +729,150 @@ async fn bulk_statements_create_load_insert_and_release() {
     })
     .await;
 }
+
+/// A plan whose journey `welcome` has the waits `hi` and `pause`, and migrates runs at
+/// `old` to `pause`.
+fn migrating_plan() -> Plan {
+    use cairn_plan::{Journey, Migration, Reentry, Step, StepId, StepKind, Trigger};
+    let wait = |id: &str| {
+        (
+            StepId::from(id),
+            Step {
+                id: StepId::from(id),
+                kind: StepKind::Wait { seconds: 60 },
+                next: None,
+                source: None,
+            },
+        )
+    };
+    let mut plan = plan();
+    plan.journeys.insert(
+        "welcome".into(),
+        Journey {
+            name: "welcome".into(),
+            description: None,
+            trigger: Trigger::ContactCreated,
+            audience: None,
+            reentry: Reentry::Once,
+            goal: None,
+            exits: Vec::new(),
+            quiet_hours: None,
+            frequency_caps: None,
+            migrations: vec![Migration {
+                from: "old".into(),
+                to: "pause".into(),
+            }],
+            drain: false,
+            entry: Some("hi".into()),
+            steps: BTreeMap::from([wait("hi"), wait("pause")]),
+        },
+    );
+    plan.seal();
+    plan
+}
+
+#[tokio::test]
+async fn a_deploy_moves_runs_in_flight_or_refuses_and_changes_nothing() {
+    on_both("deploy_moves", |store| async move {
+        store
+            .deploy("{}", "v1", None, 1_000)
+            .await
+            .expect("deploy v1");
+        let plan = plan();
+        let mut tx = store.begin().await.expect("begin");
+        let runs = [
+            ("ana", "hi", 5_000),
+            ("bob", "old", 6_000),
+            ("cem", "gone", 7_000),
+        ];
+        for (contact, step, until) in runs {
+            let mut state = tx.load_state(contact, 1_000).await.expect("state");
+            let mut r = run(
+                &format!("welcome/{contact}/1"),
+                contact,
+                RunState::Waiting { until },
+            );
+            r.step = Some(step.into());
+            let effects = Effects {
+                runs: vec![r],
+                ..Effects::default()
+            };
+            tx.apply_effects(&mut state, &effects, &plan, 1_000)
+                .await
+                .expect("apply");
+        }
+        tx.commit().await.expect("commit");
+
+        let new = migrating_plan();
+        let text = new.to_json_pretty();
+        // Stranded runs (`cem` at `gone`): refused, and nothing changed.
+        let seen = std::sync::Mutex::new(Vec::new());
+        let refused = store
+            .deploy_moving_runs(
+                &text,
+                &new.content_hash,
+                None,
+                3_000,
+                |in_flight| {
+                    seen.lock().expect("lock").extend_from_slice(in_flight);
+                    let t = crate::inflight::transition(&new, in_flight);
+                    Err(t.refusal().expect("cem is stranded"))
+                },
+                || panic!("a refused deploy does not commit"),
+            )
+            .await;
+        match refused {
+            Err(StoreError::Conflict(message)) => assert!(
+                message.contains("1 contact is waiting at `welcome.gone` (version 1)"),
+                "{message}"
+            ),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let seen = seen.into_inner().expect("lock");
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(seen.iter().all(|g| g.runs == 1 && g.state == "waiting"));
+        assert_eq!(store.versions().await.expect("versions").len(), 1);
+
+        // With `--strand`: `ana` stays at `hi` on the new version with her wait, `bob`
+        // moves to `pause` and is due at once, `cem` stays on version 1.
+        let mut committed = false;
+        let deployed = store
+            .deploy_moving_runs(
+                &text,
+                &new.content_hash,
+                Some("abc"),
+                3_000,
+                |in_flight| Ok(crate::inflight::transition(&new, in_flight).moves),
+                || committed = true,
+            )
+            .await
+            .expect("deploy v2");
+        assert!(committed);
+        assert_eq!((deployed.version, deployed.changed), (2, true));
+        let mut tx = store.begin().await.expect("begin");
+        let ana = tx.load_runs("ana").await.expect("runs");
+        let bob = tx.load_runs("bob").await.expect("runs");
+        let cem = tx.load_runs("cem").await.expect("runs");
+        tx.commit().await.expect("commit");
+        assert_eq!(ana[0].plan_version, 2);
+        assert_eq!(ana[0].step.as_deref(), Some("hi"));
+        assert_eq!(ana[0].state, RunState::Waiting { until: 5_000 });
+        assert_eq!(bob[0].plan_version, 2);
+        assert_eq!(bob[0].step.as_deref(), Some("pause"));
+        assert_eq!(bob[0].state, RunState::Ready);
+        assert_eq!(cem[0].plan_version, 1);
+        assert_eq!(cem[0].step.as_deref(), Some("gone"));
+        let due = store
+            .claim_timers("w1", 3_000, 60_000, 10)
+            .await
+            .expect("claim");
+        let due: Vec<_> = due.iter().map(|t| t.work.clone()).collect();
+        assert_eq!(
+            due,
+            vec![TimerWork::Run {
+                run_id: "welcome/bob/1".into()
+            }]
+        );
+    })
+    .await;
+}
