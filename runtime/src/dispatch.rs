@@ -6,11 +6,22 @@
 //! idempotency key so a re-dispatch after a crash finds the file and writes nothing
 //! twice), and HTTP webhooks (a timeout, retries with exponential backoff, an
 //! `X-Cairn-Signature` HMAC-SHA256 header and the idempotency key in a header, so the
-//! receiver can drop a repeat).
+//! receiver can drop a repeat). Configured real channels ([`crate::channels`]: SMTP,
+//! SMS and push providers) replace the file outbox for their channel.
+//!
+//! Providers that cannot drop a repeat get at-most-once hand-overs: before a batch is
+//! handed over, each message's `sending_at` is recorded; a message claimed again with
+//! it still set was interrupted mid-hand-over (the daemon died before recording the
+//! result) and is marked failed (`interrupted`) instead of being sent a second time.
 
+pub use crate::channels::Delivery;
+use crate::channels::email::{Sender, SmtpChannel};
+use crate::channels::http::{PushChannel, SmsChannel};
+use crate::channels::{PushConfig, SmsConfig, SmtpConfig};
 use crate::model::Millis;
 use crate::process::Core;
 use crate::store::StoreError;
+use crate::store::channels::{ErrorKind, Fate, Handover};
 use crate::store::outbox::ClaimedMessage;
 use hmac::{KeyInit, Mac};
 use serde_json::{Value as Json, json};
@@ -26,6 +37,17 @@ pub struct DispatchConfig {
     pub outbox_dir: PathBuf,
     /// The `From` of emails.
     pub email_from: String,
+    pub email_reply_to: Option<String>,
+    /// Email over SMTP; the file outbox when `None`.
+    pub smtp: Option<SmtpConfig>,
+    /// SMS through a provider; the file outbox when `None`.
+    pub sms: Option<SmsConfig>,
+    /// Push through a provider; the file outbox when `None`.
+    pub push: Option<PushConfig>,
+    /// The daemon's public URL, for unsubscribe links and providers' status callbacks.
+    pub public_url: Option<String>,
+    /// The key of signed links (one-click unsubscribe).
+    pub link_secret: Option<Vec<u8>>,
     /// Key of webhook signatures.
     pub webhook_secret: String,
     pub webhook_timeout: Duration,
@@ -47,6 +69,12 @@ impl DispatchConfig {
         DispatchConfig {
             outbox_dir,
             email_from: "Cairn <cairn@localhost>".into(),
+            email_reply_to: None,
+            smtp: None,
+            sms: None,
+            push: None,
+            public_url: None,
+            link_secret: None,
             webhook_secret,
             webhook_timeout: Duration::from_secs(10),
             max_attempts: 8,
@@ -59,30 +87,21 @@ impl DispatchConfig {
     }
 }
 
-/// What one attempt came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
-    Sent,
-    /// Worth trying again later.
-    Retry(String),
-    /// Never going to work (a 4xx, an unknown channel).
-    Failed(String),
-}
-
 pub struct Dispatcher {
     core: Arc<Core>,
     config: DispatchConfig,
-    http: reqwest::Client,
+    deliverer: Deliverer,
 }
 
 impl Dispatcher {
-    pub fn new(core: Arc<Core>, config: DispatchConfig) -> Result<Dispatcher, reqwest::Error> {
-        let http = reqwest::Client::builder()
-            .timeout(config.webhook_timeout)
-            .connect_timeout(config.webhook_timeout)
-            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Dispatcher { core, config, http })
+    /// Sets up the channels; fails with the reason when one is misconfigured.
+    pub fn new(core: Arc<Core>, config: DispatchConfig) -> Result<Dispatcher, String> {
+        let deliverer = Deliverer::new(&config)?;
+        Ok(Dispatcher {
+            core,
+            config,
+            deliverer,
+        })
     }
 
     /// Dispatches until `stop` turns true, then finishes the messages it holds.
@@ -119,9 +138,41 @@ impl Dispatcher {
             .store
             .claim_messages(owner, now, lease_until, self.config.batch)
             .await?;
+        // Unsubscribes, bounces and complaints that came after the step queued a
+        // message still hold it back (recorded as suppressed, never silently dropped).
+        let claimed = crate::respect::hold_back_suppressed(&self.core, claimed).await;
+        // Record the start of hand-overs to providers that cannot drop a repeat, and
+        // never send again what an interrupted attempt may have sent.
+        let guarded: Vec<&ClaimedMessage> = claimed
+            .iter()
+            .filter(|m| !self.deliverer.resend_safe(&m.channel))
+            .collect();
+        let handovers = self.core.store.begin_handover(&guarded, owner, now).await?;
+        let mut skipped = std::collections::BTreeSet::new();
+        for (message, handover) in guarded.iter().zip(handovers) {
+            match handover {
+                Handover::Start => {}
+                Handover::LostLease => {
+                    skipped.insert(message.id);
+                }
+                Handover::Interrupted(at) => {
+                    skipped.insert(message.id);
+                    let when = jiff::Timestamp::from_millisecond(at)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| at.to_string());
+                    let reason = format!(
+                        "the daemon stopped while handing this message to the {} provider \
+                         (at {when}); it may have been sent, so it is not sent again",
+                        message.channel
+                    );
+                    self.record(message, Delivery::Failed(ErrorKind::Interrupted, reason))
+                        .await;
+                }
+            }
+        }
         let mut tasks = tokio::task::JoinSet::new();
-        for message in claimed.iter().cloned() {
-            let deliver = self.deliverer();
+        for message in claimed.iter().filter(|m| !skipped.contains(&m.id)).cloned() {
+            let deliver = self.deliverer.clone();
             tasks.spawn(async move {
                 let result = deliver.deliver(&message).await;
                 (message, result)
@@ -137,19 +188,12 @@ impl Dispatcher {
         Ok(handled)
     }
 
-    fn deliverer(&self) -> Deliverer {
-        Deliverer {
-            config: self.config.clone(),
-            http: self.http.clone(),
-        }
-    }
-
     async fn record(&self, message: &ClaimedMessage, result: Delivery) {
         let store = &self.core.store;
         let owner = &self.core.worker_id;
         let now = self.core.now();
-        let (outcome, written) = match &result {
-            Delivery::Sent => ("sent", store.mark_sent(message, owner, now).await),
+        let (outcome, fate) = match result {
+            Delivery::Sent(provider_ref) => ("sent", Fate::Sent { provider_ref }),
             Delivery::Retry(e) if message.attempts < self.config.max_attempts => {
                 let delay = backoff(
                     message.attempts,
@@ -159,16 +203,37 @@ impl Dispatcher {
                 tracing::info!(key = %message.idempotency_key(), error = %e, "delivery failed; will retry");
                 (
                     "retry",
-                    store
-                        .mark_failed(message, owner, e, Some(now + millis(delay)))
-                        .await,
+                    Fate::Failed {
+                        kind: ErrorKind::Temporary,
+                        reason: e,
+                        retry_at: Some(now + millis(delay)),
+                    },
                 )
             }
-            Delivery::Retry(e) | Delivery::Failed(e) => {
+            Delivery::Retry(e) => {
                 tracing::warn!(key = %message.idempotency_key(), error = %e, "delivery failed for good");
-                ("failed", store.mark_failed(message, owner, e, None).await)
+                (
+                    "failed",
+                    Fate::Failed {
+                        kind: ErrorKind::Temporary,
+                        reason: format!("gave up after {} attempts: {e}", message.attempts),
+                        retry_at: None,
+                    },
+                )
+            }
+            Delivery::Failed(kind, e) => {
+                tracing::warn!(key = %message.idempotency_key(), error = %e, "delivery failed for good");
+                (
+                    "failed",
+                    Fate::Failed {
+                        kind,
+                        reason: e,
+                        retry_at: None,
+                    },
+                )
             }
         };
+        let written = store.record_fate(message, owner, now, &fate).await;
         self.core.metrics.record_send(&message.channel, outcome);
         if let Err(e) = written {
             tracing::warn!(key = %message.idempotency_key(), error = %e, "could not record a delivery");
@@ -181,11 +246,74 @@ impl Dispatcher {
 struct Deliverer {
     config: DispatchConfig,
     http: reqwest::Client,
+    smtp: Option<SmtpChannel>,
+    sms: Option<SmsChannel>,
+    push: Option<PushChannel>,
 }
 
 impl Deliverer {
+    fn new(config: &DispatchConfig) -> Result<Deliverer, String> {
+        let http = reqwest::Client::builder()
+            .timeout(config.webhook_timeout)
+            .connect_timeout(config.webhook_timeout)
+            .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        let public_url = config.public_url.as_deref();
+        let smtp = match &config.smtp {
+            Some(smtp) => {
+                let sender = Sender::parse(&config.email_from, config.email_reply_to.as_deref())?;
+                let unsubscribe = public_url
+                    .zip(config.link_secret.clone())
+                    .map(|(url, key)| (url.to_string(), key));
+                Some(SmtpChannel::new(smtp, sender, unsubscribe)?)
+            }
+            None => None,
+        };
+        let sms = config
+            .sms
+            .clone()
+            .map(|c| SmsChannel::new(c, public_url))
+            .transpose()?;
+        let push = config
+            .push
+            .clone()
+            .map(|c| PushChannel::new(c, public_url))
+            .transpose()?;
+        Ok(Deliverer {
+            config: config.clone(),
+            http,
+            smtp,
+            sms,
+            push,
+        })
+    }
+
+    /// Whether sending `channel`'s message twice is harmless: the file outbox finds
+    /// the file it wrote, a webhook receiver drops a repeated idempotency key.
+    fn resend_safe(&self, channel: &str) -> bool {
+        match channel {
+            "email" => self.smtp.is_none(),
+            "sms" => self.sms.is_none(),
+            "push" => self.push.is_none(),
+            _ => true,
+        }
+    }
+
     async fn deliver(&self, message: &ClaimedMessage) -> Delivery {
         match message.channel.as_str() {
+            "email" if self.smtp.is_some() => match &self.smtp {
+                Some(smtp) => smtp.deliver(message).await,
+                None => Delivery::Retry("no SMTP server".into()),
+            },
+            "sms" if self.sms.is_some() => match &self.sms {
+                Some(sms) => sms.deliver(message).await,
+                None => Delivery::Retry("no SMS provider".into()),
+            },
+            "push" if self.push.is_some() => match &self.push {
+                Some(push) => push.deliver(message).await,
+                None => Delivery::Retry("no push provider".into()),
+            },
             "email" => self.write_file(
                 message,
                 "email",
@@ -207,7 +335,10 @@ impl Deliverer {
                 self.write_file(message, &message.channel, "json", text)
             }
             "webhook" => self.post(message).await,
-            other => Delivery::Failed(format!("no channel `{other}` in this daemon")),
+            other => Delivery::Failed(
+                ErrorKind::Config,
+                format!("no channel `{other}` in this daemon"),
+            ),
         }
     }
 
@@ -223,7 +354,7 @@ impl Deliverer {
         let dir = self.config.outbox_dir.join(folder);
         let name = format!("{}.{ext}", file_name(&message.idempotency_key()));
         match write_atomically(&dir, &name, text.as_bytes()) {
-            Ok(()) => Delivery::Sent,
+            Ok(()) => Delivery::sent(),
             Err(e) => Delivery::Retry(format!("cannot write `{}`: {e}", dir.join(&name).display())),
         }
     }
@@ -243,7 +374,7 @@ impl Deliverer {
             .send()
             .await;
         match response {
-            Ok(r) if r.status().is_success() => Delivery::Sent,
+            Ok(r) if r.status().is_success() => Delivery::sent(),
             Ok(r)
                 if r.status().as_u16() == 408
                     || r.status().as_u16() == 429
@@ -251,7 +382,10 @@ impl Deliverer {
             {
                 Delivery::Retry(format!("the webhook answered {}", r.status()))
             }
-            Ok(r) => Delivery::Failed(format!("the webhook answered {}", r.status())),
+            Ok(r) => Delivery::Failed(
+                ErrorKind::Rejected,
+                format!("the webhook answered {}", r.status()),
+            ),
             Err(e) if e.is_timeout() => {
                 Delivery::Retry("the webhook did not answer in time".into())
             }
@@ -405,6 +539,7 @@ mod tests {
             payload: json!({"subject": "Tu as oublié ton panier", "html": "<p>Hi</p>", "text": "Hi"}),
             attempts: 1,
             created_at: 0,
+            marketing: true,
         }
     }
 
@@ -434,11 +569,9 @@ mod tests {
     #[tokio::test]
     async fn the_file_outbox_writes_each_message_once() {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let deliverer = Deliverer {
-            config: DispatchConfig::new(dir.path().to_path_buf(), "s".into()),
-            http: reqwest::Client::new(),
-        };
-        assert_eq!(deliverer.deliver(&message("email")).await, Delivery::Sent);
+        let deliverer = Deliverer::new(&DispatchConfig::new(dir.path().to_path_buf(), "s".into()))
+            .expect("a deliverer");
+        assert_eq!(deliverer.deliver(&message("email")).await, Delivery::sent());
         let file = dir.path().join("email/cart_ana_1_remind_1.eml");
         let text = std::fs::read_to_string(&file).expect("the .eml file");
         assert!(text.contains("To: ana@example.com\r\n"), "{text}");
@@ -449,16 +582,16 @@ mod tests {
         assert!(text.contains("multipart/alternative"));
         // A second dispatch of the same key (after a crash) leaves the file alone.
         std::fs::write(&file, "first").expect("mark the file");
-        assert_eq!(deliverer.deliver(&message("email")).await, Delivery::Sent);
+        assert_eq!(deliverer.deliver(&message("email")).await, Delivery::sent());
         assert_eq!(std::fs::read_to_string(&file).expect("read"), "first");
-        assert_eq!(deliverer.deliver(&message("sms")).await, Delivery::Sent);
+        assert_eq!(deliverer.deliver(&message("sms")).await, Delivery::sent());
         let sms =
             std::fs::read_to_string(dir.path().join("sms/cart_ana_1_remind_1.json")).expect("sms");
         let sms: Json = serde_json::from_str(&sms).expect("JSON");
         assert_eq!(sms["to"], json!("ana@example.com"));
         assert!(matches!(
             deliverer.deliver(&message("fax")).await,
-            Delivery::Failed(_)
+            Delivery::Failed(..)
         ));
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("email"))
             .expect("list")
@@ -505,18 +638,19 @@ mod tests {
         tokio::spawn(async move { axum::serve(listener, app).await });
 
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let deliverer = Deliverer {
-            config: DispatchConfig::new(dir.path().to_path_buf(), "s3cret".into()),
-            http: reqwest::Client::new(),
-        };
+        let deliverer = Deliverer::new(&DispatchConfig::new(
+            dir.path().to_path_buf(),
+            "s3cret".into(),
+        ))
+        .expect("a deliverer");
         let mut hook = message("webhook");
         hook.address = url;
         hook.payload = json!({"contact": "ana", "spend": "500 EUR"});
         assert!(matches!(deliverer.deliver(&hook).await, Delivery::Retry(_)));
-        assert_eq!(deliverer.deliver(&hook).await, Delivery::Sent);
+        assert_eq!(deliverer.deliver(&hook).await, Delivery::sent());
         assert!(matches!(
             deliverer.deliver(&hook).await,
-            Delivery::Failed(_)
+            Delivery::Failed(..)
         ));
 
         let seen = seen.lock().expect("the requests");

@@ -29,7 +29,16 @@ pub fn run(args: &StatusArgs) -> CommandResult {
                 .map_err(|e| miette::miette!("cannot print the status: {e}"))?;
             render::out(&format!("{text}\n"));
         }
-        StatusFormat::Human => render::out(&human(&server, &status)),
+        StatusFormat::Human => {
+            let mut text = human(&server, &status);
+            if status.outbox.failed > 0 {
+                let failed = client
+                    .messages("failed", 5)
+                    .map_err(|e| miette::miette!("{e}"))?;
+                text.push_str(&failed_messages(&failed, status.outbox.failed));
+            }
+            render::out(&text);
+        }
     }
     Ok(Outcome::Ok)
 }
@@ -110,6 +119,32 @@ fn human(server: &str, status: &Status) -> String {
                 .collect();
             let _ = writeln!(out, "  ended: {}", ended.join(", "));
         }
+    }
+    out
+}
+
+/// The latest failed messages and why, so a failure is never silent.
+fn failed_messages(failed: &[cairn_runtime::store::channels::MessageRow], total: i64) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "
+failed messages (latest {} of {total}; all: GET /admin/messages?state=failed)",
+        failed.len()
+    );
+    for m in failed {
+        let _ = writeln!(
+            out,
+            "  #{} {} to {} ({}/{}) after {} attempt(s): {}: {}",
+            m.id,
+            m.channel,
+            m.address,
+            m.run_id,
+            m.step,
+            m.attempts,
+            m.error_kind.as_deref().unwrap_or("failed"),
+            m.last_error.as_deref().unwrap_or("no reason recorded")
+        );
     }
     out
 }

@@ -21,6 +21,9 @@ pub struct ClaimedMessage {
     /// This attempt's number, starting at 1.
     pub attempts: i64,
     pub created_at: Millis,
+    /// A marketing message (not a transactional one, nor a webhook): it carries a
+    /// one-click unsubscribe link.
+    pub marketing: bool,
 }
 
 impl ClaimedMessage {
@@ -40,7 +43,7 @@ const CLAIM_POSTGRES: &str = "UPDATE outbox
         LIMIT $4
         FOR UPDATE SKIP LOCKED)
     RETURNING id, run_id, step, visit, contact_id, channel, template, address, payload,
-              attempts, created_at";
+              attempts, created_at, marketing";
 
 const CLAIM_SQLITE: &str = "UPDATE outbox
     SET lease_owner = $1, lease_expires_at = $2, attempts = attempts + 1
@@ -51,7 +54,7 @@ const CLAIM_SQLITE: &str = "UPDATE outbox
         ORDER BY next_attempt_at
         LIMIT $4)
     RETURNING id, run_id, step, visit, contact_id, channel, template, address, payload,
-              attempts, created_at";
+              attempts, created_at, marketing";
 
 /// Counts of outbox rows by state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -98,6 +101,7 @@ impl Store {
                     payload: payload.0,
                     attempts: row.try_get("attempts")?,
                     created_at: row.try_get("created_at")?,
+                    marketing: row.try_get("marketing")?,
                 });
             }
             claimed
@@ -108,8 +112,21 @@ impl Store {
     }
 
     /// Records a delivered message. Fails with [`StoreError::LostLease`] when another
-    /// dispatcher took it over meanwhile.
+    /// dispatcher took it over meanwhile. Retried on transient database errors: a
+    /// delivery not recorded would be made again once its lease expires.
     pub async fn mark_sent(
+        &self,
+        message: &ClaimedMessage,
+        owner: &str,
+        now: Millis,
+    ) -> Result<()> {
+        super::retrying("recording a delivery", || {
+            self.mark_sent_once(message, owner, now)
+        })
+        .await
+    }
+
+    async fn mark_sent_once(
         &self,
         message: &ClaimedMessage,
         owner: &str,
@@ -133,6 +150,19 @@ impl Store {
 
     /// Records a failed attempt: tried again at `retry_at`, or given up when `None`.
     pub async fn mark_failed(
+        &self,
+        message: &ClaimedMessage,
+        owner: &str,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> Result<()> {
+        super::retrying("recording a failed delivery", || {
+            self.mark_failed_once(message, owner, error, retry_at)
+        })
+        .await
+    }
+
+    async fn mark_failed_once(
         &self,
         message: &ClaimedMessage,
         owner: &str,
