@@ -67,6 +67,7 @@ pub const FILTERS: &[&str] = &[
 pub const BUILTIN_VARIABLES: &[&str] = &[
     "unsubscribe_url",
     "preferences_url",
+    "confirm_url",
     "journey",
     "step",
     "now",

@@ -16,17 +16,31 @@ use std::collections::BTreeMap;
 /// journey (loops are bounded by `retry`), it keeps a bad plan from spinning.
 const MAX_STEPS_PER_DECISION: usize = 10_000;
 
-/// Links the engine puts into messages.
-#[derive(Debug, Clone)]
+/// Links the engine puts into messages, signed (see [`crate::links`]).
+#[derive(Clone)]
 pub struct Links {
     /// The daemon's public URL, e.g. `https://cairn.example.com`.
     pub base_url: String,
+    /// The key of link signatures: the daemon's `link_secret`.
+    pub secret: Vec<u8>,
+}
+
+impl std::fmt::Debug for Links {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Links")
+            .field("base_url", &self.base_url)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
 }
 
 impl Default for Links {
+    /// What `cairn test` and `cairn simulate` render: a fixed key, since nothing
+    /// there is ever followed.
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8080".to_string(),
+            secret: b"cairn-local-link-secret".to_vec(),
         }
     }
 }
@@ -84,6 +98,60 @@ impl<'p> Engine<'p> {
         d.effects
     }
 
+    /// A double opt-in confirmation for `consent`: `template` rendered for `contact`
+    /// outside any run, with `confirm_url` activating the consent until `expires` (Unix
+    /// seconds), as a message of its own (`opt_in/CONSENT/CONTACT`, step `confirm`,
+    /// one visit a day, so a repeated request within a day queues nothing new).
+    /// `None` when the template is missing, the contact has no usable email address or
+    /// the template does not render.
+    pub fn opt_in_request(
+        &self,
+        contact: &Contact,
+        consent: &str,
+        template: &str,
+        expires: Option<i64>,
+        now: Millis,
+    ) -> Option<OutboxMessage> {
+        let tpl = self.plan.templates.get(template)?;
+        let d = Decision::new(self, contact, &[], now);
+        let address = d
+            .address(tpl.channel)
+            .filter(|a| valid_address(tpl.channel, a))?;
+        let links = &self.links;
+        let mut context = d.template_context();
+        context.insert(
+            "confirm_url".into(),
+            json!(crate::links::confirm_url(
+                &links.base_url,
+                &links.secret,
+                &contact.id,
+                consent,
+                expires
+            )),
+        );
+        context.insert(
+            "preferences_url".into(),
+            json!(crate::links::preferences_url(
+                &links.base_url,
+                &links.secret,
+                &contact.id
+            )),
+        );
+        context.insert("now".into(), json!(time::timestamp(now).to_string()));
+        let parts = render_parts(&template_env(), tpl, context).ok()?;
+        let day = u32::try_from(now.div_euclid(86_400_000)).unwrap_or(u32::MAX);
+        Some(OutboxMessage {
+            run_id: format!("opt_in/{consent}/{}", contact.id),
+            step: "confirm".into(),
+            visit: day,
+            channel: tpl.channel.as_str().to_string(),
+            template: Some(template.to_string()),
+            address,
+            payload: Json::Object(parts),
+            not_before: now,
+        })
+    }
+
     /// A contact-level wakeup is due.
     pub fn on_wakeup(
         &self,
@@ -109,6 +177,9 @@ struct Decision<'e, 'p> {
     history: &'e [EventRecord],
     now: Millis,
     effects: Effects,
+    /// A deferred send coming back: its step goes out now, without looking for the
+    /// best time again (a best hour inside quiet hours would defer it forever).
+    resumed: Option<String>,
 }
 
 enum SendResult {
@@ -130,6 +201,7 @@ impl<'e, 'p> Decision<'e, 'p> {
             history,
             now,
             effects: Effects::default(),
+            resumed: None,
         }
     }
 
@@ -677,7 +749,9 @@ impl<'e, 'p> Decision<'e, 'p> {
             (RunState::Waiting { .. }, StepKind::Send { .. } | StepKind::SendPreferred { .. }) => {
                 // A deferred send: the same visit goes out now.
                 run.state = RunState::Ready;
+                self.resumed = Some(step_id.clone());
                 self.advance(run);
+                self.resumed = None;
             }
             (RunState::Waiting { .. }, _) => self.continue_at(run, step.next.clone()),
             (RunState::Ready, _) => self.advance(run),
@@ -777,15 +851,31 @@ impl<'e, 'p> Decision<'e, 'p> {
         let id = step.id.0.as_str();
         match &step.kind {
             StepKind::Send {
-                channel, template, ..
-            } => match self.send(run, journey, id, *channel, template) {
-                SendResult::Done => Flow::Next(step.next.clone()),
-                SendResult::Deferred(until) => {
+                channel,
+                template,
+                best_time,
+            } => {
+                if *best_time && let Some(until) = self.best_time_wait(run, id) {
                     run.state = RunState::Waiting { until };
-                    Flow::Wait
+                    return Flow::Wait;
                 }
-            },
-            StepKind::SendPreferred { templates, .. } => {
+                match self.send(run, journey, id, *channel, template) {
+                    SendResult::Done => Flow::Next(step.next.clone()),
+                    SendResult::Deferred(until) => {
+                        run.state = RunState::Waiting { until };
+                        Flow::Wait
+                    }
+                }
+            }
+            StepKind::SendPreferred {
+                templates,
+                best_time,
+            } => {
+                if *best_time && let Some(until) = self.best_time_wait(run, id) {
+                    run.state = RunState::Waiting { until };
+                    return Flow::Wait;
+                }
+                let templates = self.by_preference(templates);
                 let chosen = templates.iter().find_map(|t| {
                     let tpl = self.plan.templates.get(t)?;
                     let reachable = self.address(tpl.channel).is_some();
@@ -999,6 +1089,90 @@ impl<'e, 'p> Decision<'e, 'p> {
 
     // -------------------------------------------------------------- sending
 
+    /// The contact's best hour: the local hour (in their zone now) at which most of
+    /// their opens and clicks happened; ties go to the earliest hour. `None` without
+    /// any engagement yet.
+    fn best_hour(&self) -> Option<i8> {
+        let tz = zone(self.contact.time_zone.as_deref());
+        let mut counts = [0u32; 24];
+        for e in self
+            .history
+            .iter()
+            .filter(|e| engagement_channel(&e.name).is_some())
+        {
+            let hour = time::timestamp(e.occurred_at)
+                .to_zoned_datetime(tz.clone())
+                .hour();
+            if let Some(c) = usize::try_from(hour).ok().and_then(|h| counts.get_mut(h)) {
+                *c += 1;
+            }
+        }
+        let best = counts.iter().copied().max().filter(|n| *n > 0)?;
+        counts
+            .iter()
+            .position(|n| *n == best)
+            .and_then(|h| i8::try_from(h).ok())
+    }
+
+    /// `at best time`: when the contact's best hour is not the current local hour,
+    /// the time it next starts (recorded as a `defer` with reason `best_time`).
+    /// `None` sends now: within the best hour, without engagement to learn from, or
+    /// when the send comes back from a defer (quiet hours or a cap may then move it
+    /// again, but the best time is looked for once).
+    fn best_time_wait(&mut self, run: &Run, step: &str) -> Option<Millis> {
+        if self.resumed.as_deref() == Some(step) {
+            self.resumed = None;
+            return None;
+        }
+        let hour = self.best_hour()?;
+        let tz = zone(self.contact.time_zone.as_deref());
+        if time::timestamp(self.now)
+            .to_zoned_datetime(tz.clone())
+            .hour()
+            == hour
+        {
+            return None;
+        }
+        let until = time::next_local(self.now, &tz, jiff::civil::Time::new(hour, 0, 0, 0).ok()?);
+        if until <= self.now {
+            return None;
+        }
+        self.outcome(
+            Some(run),
+            Some(step),
+            "defer",
+            json!({ "reason": "best_time", "until": until, "hour": hour }),
+        );
+        Some(until)
+    }
+
+    /// `send via preferred channel [...]`: the templates ordered by how often the
+    /// contact engaged on their channel (opens and clicks), most first; ties keep the
+    /// written order.
+    fn by_preference(&self, templates: &[String]) -> Vec<String> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for e in self.history {
+            if let Some(channel) = engagement_channel(&e.name) {
+                *counts.entry(channel).or_default() += 1;
+            }
+        }
+        let mut ordered: Vec<(usize, String)> = templates
+            .iter()
+            .map(|t| {
+                let used = self
+                    .plan
+                    .templates
+                    .get(t)
+                    .and_then(|tpl| counts.get(tpl.channel.as_str()))
+                    .copied()
+                    .unwrap_or(0);
+                (used, t.clone())
+            })
+            .collect();
+        ordered.sort_by_key(|a| std::cmp::Reverse(a.0));
+        ordered.into_iter().map(|(_, t)| t).collect()
+    }
+
     fn consented(&self, channel: Channel) -> bool {
         let consents: Vec<&String> = self
             .plan
@@ -1156,19 +1330,8 @@ impl<'e, 'p> Decision<'e, 'p> {
         SendResult::Done
     }
 
-    fn render(
-        &self,
-        run: &Run,
-        journey: &Journey,
-        step: &str,
-        tpl: &cairn_plan::Template,
-    ) -> Result<Json, String> {
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
-        env.add_filter("money", |v: String| v);
-        env.add_filter("date", |v: String| {
-            v.get(..10).map(str::to_string).unwrap_or(v)
-        });
+    /// The variables every template sees: the contact.
+    fn template_context(&self) -> serde_json::Map<String, Json> {
         let mut context = serde_json::Map::new();
         let mut contact = serde_json::Map::new();
         contact.insert("id".into(), json!(self.contact.id));
@@ -1176,29 +1339,71 @@ impl<'e, 'p> Decision<'e, 'p> {
             contact.insert(k.clone(), v.clone());
         }
         context.insert("contact".into(), Json::Object(contact));
+        context
+    }
+
+    /// The first consent declared for `channel`, which `confirm_url` activates.
+    fn first_consent(&self, channel: Channel) -> Option<&'p str> {
+        self.plan
+            .schema
+            .consents
+            .values()
+            .find(|c| c.channel == channel)
+            .map(|c| c.name.as_str())
+    }
+
+    fn render(
+        &self,
+        run: &Run,
+        journey: &Journey,
+        step: &str,
+        tpl: &cairn_plan::Template,
+    ) -> Result<Json, String> {
+        let env = template_env();
+        let mut context = self.template_context();
         for (b, p) in &run.bindings {
             context.insert(b.clone(), p.clone());
         }
-        let base = self.engine.links.base_url.trim_end_matches('/');
-        let contact_ref = urlencode(&self.contact.id);
+        // The message's idempotency key names it in its links: the outbox row does not
+        // exist yet, and the key is what the row is unique on.
+        let visit = run.visits.get(step).copied().unwrap_or(1);
+        let message = format!("{}/{step}/{visit}", run.id);
+        let links = &self.engine.links;
         context.insert(
             "unsubscribe_url".into(),
-            json!(format!("{base}/u/{contact_ref}?run={}", urlencode(&run.id))),
+            json!(crate::links::unsubscribe_url(
+                &links.base_url,
+                &links.secret,
+                &self.contact.id,
+                &message
+            )),
         );
         context.insert(
             "preferences_url".into(),
-            json!(format!("{base}/p/{contact_ref}")),
+            json!(crate::links::preferences_url(
+                &links.base_url,
+                &links.secret,
+                &self.contact.id
+            )),
         );
+        if let Some(consent) = self.first_consent(tpl.channel) {
+            context.insert(
+                "confirm_url".into(),
+                json!(crate::links::confirm_url(
+                    &links.base_url,
+                    &links.secret,
+                    &self.contact.id,
+                    consent,
+                    None
+                )),
+            );
+        }
         context.insert("journey".into(), json!(journey.name));
         context.insert("step".into(), json!(step));
         context.insert("now".into(), json!(time::timestamp(self.now).to_string()));
-        let ctx = minijinja::Value::from(minijinja::value::Serde(Json::Object(context)));
-        let mut parts = serde_json::Map::new();
-        for (name, part) in &tpl.parts {
-            let text = env
-                .render_str(&part.source, &ctx)
-                .map_err(|e| format!("{name}: {e}"))?;
-            parts.insert(name.clone(), json!(text));
+        let mut parts = render_parts(&env, tpl, context)?;
+        if tpl.channel == Channel::Email && !tpl.transactional {
+            track_links(&mut parts, links, &self.contact.id, &message);
         }
         Ok(Json::Object(parts))
     }
@@ -1311,15 +1516,71 @@ fn valid_address(channel: Channel, address: &str) -> bool {
     }
 }
 
-fn urlencode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+fn template_env() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
+    env.add_filter("money", |v: String| v);
+    env.add_filter("date", |v: String| {
+        v.get(..10).map(str::to_string).unwrap_or(v)
+    });
+    env
+}
+
+/// The channel an engagement event (an open or a click) shows the contact using.
+fn engagement_channel(event: &str) -> Option<&'static str> {
+    match event {
+        "email_opened" | "email_clicked" => Some("email"),
+        "sms_clicked" => Some("sms"),
+        "push_opened" => Some("push"),
+        _ => None,
+    }
+}
+
+/// Renders every part of `tpl` with `context`.
+fn render_parts(
+    env: &minijinja::Environment<'_>,
+    tpl: &cairn_plan::Template,
+    context: serde_json::Map<String, Json>,
+) -> Result<serde_json::Map<String, Json>, String> {
+    let ctx = minijinja::Value::from(minijinja::value::Serde(Json::Object(context)));
+    let mut parts = serde_json::Map::new();
+    for (name, part) in &tpl.parts {
+        let text = env
+            .render_str(&part.source, &ctx)
+            .map_err(|e| format!("{name}: {e}"))?;
+        parts.insert(name.clone(), json!(text));
+    }
+    Ok(parts)
+}
+
+/// Open and click tracking of a marketing email: every `http(s)` link of its html
+/// goes through a signed click link, except links to the daemon itself (unsubscribe,
+/// preferences), and a 1x1 open pixel closes the body.
+fn track_links(
+    parts: &mut serde_json::Map<String, Json>,
+    links: &Links,
+    contact_id: &str,
+    message: &str,
+) {
+    let Some(Json::String(html)) = parts.get_mut("html") else {
+        return;
+    };
+    let base = links.base_url.trim_end_matches('/');
+    let mut tracked = crate::links::rewrite_hrefs(html, |target| {
+        let lower = target.to_ascii_lowercase();
+        let web = lower.starts_with("http://") || lower.starts_with("https://");
+        (web && !target.starts_with(base))
+            .then(|| crate::links::click_url(base, &links.secret, contact_id, message, target))
+    });
+    let pixel = format!(
+        "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
+        crate::links::open_pixel_url(base, &links.secret, contact_id, message)
+    );
+    match tracked.to_ascii_lowercase().rfind("</body>") {
+        Some(at) => tracked.insert_str(at, &pixel),
+        None => tracked.push_str(&pixel),
+    }
+    *html = tracked;
 }
 
 #[cfg(test)]
