@@ -7,20 +7,40 @@ use crate::engine::{Engine, Links};
 use crate::model::*;
 use cairn_plan::Plan;
 use serde_json::{Value as Json, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+/// Work due at an instant, in the order it fires then: runs (by id) before wakeups (in
+/// the order they were scheduled).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Run(String),
+    Wakeup(u64),
+}
 
 pub struct World<'p> {
     plan: &'p Plan,
     pub contacts: BTreeMap<String, Contact>,
     pub history: BTreeMap<String, Vec<EventRecord>>,
     pub runs: BTreeMap<String, Run>,
-    pub wakeups: Vec<Wakeup>,
     pub outbox: Vec<OutboxMessage>,
     pub outcomes: Vec<Outcome>,
     /// The virtual clock.
     pub now: Millis,
     next_event_id: i64,
     links: Links,
+    /// The timer table: what is due when, so finding the next due work does not scan
+    /// every run (a replay holds hundreds of thousands).
+    queue: BTreeSet<(Millis, Due)>,
+    /// Each run's entry in `queue`, if it waits for a time.
+    run_due: HashMap<String, Millis>,
+    /// Pending contact-level wakeups by key, with their place in `queue`.
+    wakeups: HashMap<String, (Millis, u64, Wakeup)>,
+    wakeup_keys: HashMap<u64, String>,
+    next_wakeup: u64,
+    /// Each contact's runs, ended ones included.
+    runs_of: HashMap<String, Vec<String>>,
+    /// The idempotency keys (run, step, visit) of the outbox.
+    sent_keys: HashSet<(String, String, u32)>,
 }
 
 impl<'p> World<'p> {
@@ -30,13 +50,23 @@ impl<'p> World<'p> {
             contacts: BTreeMap::new(),
             history: BTreeMap::new(),
             runs: BTreeMap::new(),
-            wakeups: Vec::new(),
             outbox: Vec::new(),
             outcomes: Vec::new(),
             now: start,
             next_event_id: 1,
             links: Links::default(),
+            queue: BTreeSet::new(),
+            run_due: HashMap::new(),
+            wakeups: HashMap::new(),
+            wakeup_keys: HashMap::new(),
+            next_wakeup: 0,
+            runs_of: HashMap::new(),
+            sent_keys: HashSet::new(),
         }
+    }
+
+    pub fn plan(&self) -> &'p Plan {
+        self.plan
     }
 
     fn engine(&self) -> Engine<'p> {
@@ -46,6 +76,18 @@ impl<'p> World<'p> {
     pub fn add_contact(&mut self, contact: Contact) {
         self.history.entry(contact.id.clone()).or_default();
         self.contacts.insert(contact.id.clone(), contact);
+    }
+
+    /// Pending contact-level wakeups, in the order they were scheduled.
+    pub fn wakeups(&self) -> Vec<&Wakeup> {
+        let mut pending: Vec<&(Millis, u64, Wakeup)> = self.wakeups.values().collect();
+        pending.sort_by_key(|(_, seq, _)| *seq);
+        pending.into_iter().map(|(_, _, w)| w).collect()
+    }
+
+    /// When the next timer or wakeup is due.
+    pub fn next_due(&self) -> Option<Millis> {
+        self.queue.first().map(|(at, _)| (*at).max(self.now))
     }
 
     /// Runs every timer and wakeup due before `t` (in time order), then sets the clock
@@ -71,83 +113,103 @@ impl<'p> World<'p> {
     /// once nothing else happens to the contact.
     pub fn settle(&mut self, limit: Millis) {
         loop {
-            let due = self
-                .runs
-                .values()
-                .filter_map(|r| match r.state {
-                    RunState::Waiting { until } => Some(until),
-                    RunState::Ready => Some(self.now),
+            let due = self.queue.iter().find_map(|(at, due)| match due {
+                Due::Run(id) => match self.runs.get(id).map(|r| &r.state) {
+                    Some(RunState::Waiting { .. }) => Some((*at).max(self.now)),
+                    Some(RunState::Ready) => Some(self.now),
                     _ => None,
-                })
-                .min();
+                },
+                Due::Wakeup(_) => None,
+            });
             let Some(due) = due.filter(|d| *d <= limit) else {
                 break;
             };
             self.now = self.now.max(due);
-            self.fire_runs(|state| {
-                matches!(state, RunState::Waiting { until } if *until <= due)
-                    || *state == RunState::Ready
-            });
+            let ids: Vec<String> = self
+                .queue
+                .iter()
+                .take_while(|(at, _)| *at <= due)
+                .filter_map(|(_, d)| match d {
+                    Due::Run(id) => Some(id.clone()),
+                    Due::Wakeup(_) => None,
+                })
+                .filter(|id| {
+                    self.runs.get(id).is_some_and(|r| {
+                        matches!(r.state, RunState::Waiting { .. } | RunState::Ready)
+                    })
+                })
+                .collect();
+            self.fire_runs(ids);
         }
     }
 
-    /// Hands every run whose state `due` selects to the engine.
-    fn fire_runs(&mut self, due: impl Fn(&RunState) -> bool) {
+    /// Hands each run of `ids` to the engine.
+    fn fire_runs(&mut self, ids: Vec<String>) {
         let engine = self.engine();
-        let ids: Vec<String> = self
-            .runs
-            .values()
-            .filter(|r| due(&r.state))
-            .map(|r| r.id.clone())
-            .collect();
         for id in ids {
-            let Some(run) = self.runs.get(&id).cloned() else {
-                continue;
+            if let Some(at) = self.run_due.remove(&id) {
+                self.queue.remove(&(at, Due::Run(id.clone())));
+            }
+            let effects = {
+                let Some(run) = self.runs.get(&id) else {
+                    continue;
+                };
+                let Some(contact) = self.contacts.get(&run.contact_id) else {
+                    continue;
+                };
+                let history = self
+                    .history
+                    .get(&run.contact_id)
+                    .map_or(&[][..], Vec::as_slice);
+                engine.on_run_due(contact, history, run, self.now)
             };
-            let Some(contact) = self.contacts.get(&run.contact_id).cloned() else {
-                continue;
-            };
-            let history = self
-                .history
-                .get(&run.contact_id)
-                .cloned()
-                .unwrap_or_default();
-            let effects = engine.on_run_due(&contact, &history, &run, self.now);
             self.apply(effects);
         }
     }
 
-    fn next_due(&self) -> Option<Millis> {
-        let runs = self.runs.values().filter_map(|r| match r.state {
-            RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => Some(until),
-            RunState::Ready => Some(self.now),
-            _ => None,
-        });
-        runs.chain(self.wakeups.iter().map(|w| w.at)).min()
-    }
-
     fn fire_due(&mut self, due: Millis) {
         self.now = self.now.max(due);
-        self.fire_runs(|state| match state {
-            RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => *until <= due,
-            RunState::Ready => true,
-            _ => false,
-        });
+        let runs: Vec<String> = self
+            .queue
+            .iter()
+            .take_while(|(at, _)| *at <= due)
+            .filter_map(|(_, d)| match d {
+                Due::Run(id) => Some(id.clone()),
+                Due::Wakeup(_) => None,
+            })
+            .collect();
+        self.fire_runs(runs);
         let engine = self.engine();
-        let (due_now, later): (Vec<Wakeup>, Vec<Wakeup>) = std::mem::take(&mut self.wakeups)
-            .into_iter()
-            .partition(|w| w.at <= due);
-        self.wakeups = later;
-        for wakeup in due_now {
-            let Some(contact) = self.contacts.get(&wakeup.contact_id).cloned() else {
-                continue;
+        let due_now: Vec<(Millis, u64)> = self
+            .queue
+            .iter()
+            .take_while(|(at, _)| *at <= due)
+            .filter_map(|(at, d)| match d {
+                Due::Wakeup(seq) => Some((*at, *seq)),
+                Due::Run(_) => None,
+            })
+            .collect();
+        let mut wakeups = Vec::with_capacity(due_now.len());
+        for (at, seq) in due_now {
+            self.queue.remove(&(at, Due::Wakeup(seq)));
+            if let Some(key) = self.wakeup_keys.remove(&seq)
+                && let Some((_, _, wakeup)) = self.wakeups.remove(&key)
+            {
+                wakeups.push((seq, wakeup));
+            }
+        }
+        wakeups.sort_by_key(|(seq, _)| *seq);
+        for (_, wakeup) in wakeups {
+            let effects = {
+                let Some(contact) = self.contacts.get(&wakeup.contact_id) else {
+                    continue;
+                };
+                let history = self
+                    .history
+                    .get(&wakeup.contact_id)
+                    .map_or(&[][..], Vec::as_slice);
+                engine.on_wakeup(contact, history, &wakeup, self.now)
             };
-            let history = self
-                .history
-                .get(&wakeup.contact_id)
-                .cloned()
-                .unwrap_or_default();
-            let effects = engine.on_wakeup(&contact, &history, &wakeup, self.now);
             self.apply(effects);
         }
     }
@@ -161,22 +223,44 @@ impl<'p> World<'p> {
             occurred_at: self.now,
         };
         self.next_event_id += 1;
+        let engine = self.engine();
         let history = self.history.entry(contact_id.to_string()).or_default();
-        history.push(event.clone());
-        let history = history.clone();
-        let Some(contact) = self.contacts.get(contact_id).cloned() else {
-            return;
+        history.push(event);
+        let effects = {
+            let Some(contact) = self.contacts.get(contact_id) else {
+                return;
+            };
+            let history = self.history.get(contact_id).map_or(&[][..], Vec::as_slice);
+            let Some(event) = history.last() else {
+                return;
+            };
+            let runs: Vec<Run> = self
+                .runs_of
+                .get(contact_id)
+                .into_iter()
+                .flatten()
+                .filter_map(|id| self.runs.get(id))
+                .filter(|r| !matches!(r.state, RunState::Ended { .. }))
+                .cloned()
+                .collect();
+            engine.on_event(contact, history, event, &runs, self.now)
         };
-        let runs: Vec<Run> = self
-            .runs
-            .values()
-            .filter(|r| r.contact_id == contact_id && !matches!(r.state, RunState::Ended { .. }))
-            .cloned()
-            .collect();
-        let effects = self
-            .engine()
-            .on_event(&contact, &history, &event, &runs, self.now);
         self.apply(effects);
+    }
+
+    /// Adds an event to the contact's history at `at` without handing it to the
+    /// engine: history merged in from an anonymous visitor.
+    pub fn record(&mut self, contact_id: &str, name: &str, payload: Json, at: Millis) {
+        let event = EventRecord {
+            id: self.next_event_id,
+            name: name.to_string(),
+            payload,
+            occurred_at: at,
+        };
+        self.next_event_id += 1;
+        let history = self.history.entry(contact_id.to_string()).or_default();
+        let place = history.partition_point(|e| (e.occurred_at, e.id) <= (at, event.id));
+        history.insert(place, event);
     }
 
     /// Applies a decision: what the daemon's store does in one transaction.
@@ -189,6 +273,26 @@ impl<'p> World<'p> {
                     entry.count += 1;
                     entry.last = run.entered_at;
                 }
+            }
+            if !self.runs.contains_key(&run.id) {
+                self.runs_of
+                    .entry(run.contact_id.clone())
+                    .or_default()
+                    .push(run.id.clone());
+            }
+            if let Some(at) = self.run_due.remove(&run.id) {
+                self.queue.remove(&(at, Due::Run(run.id.clone())));
+            }
+            let due = match run.state {
+                RunState::Waiting { until } | RunState::WaitingForEvent { until, .. } => {
+                    Some(until)
+                }
+                RunState::Ready => Some(self.now),
+                RunState::Paused | RunState::Ended { .. } => None,
+            };
+            if let Some(at) = due {
+                self.queue.insert((at, Due::Run(run.id.clone())));
+                self.run_due.insert(run.id.clone(), at);
             }
             self.runs.insert(run.id.clone(), run);
         }
@@ -220,9 +324,8 @@ impl<'p> World<'p> {
         }
         for message in effects.messages {
             // The idempotency key (run, step, visit) admits each message once.
-            if self.outbox.iter().any(|m| {
-                m.run_id == message.run_id && m.step == message.step && m.visit == message.visit
-            }) {
+            let key = (message.run_id.clone(), message.step.clone(), message.visit);
+            if !self.sent_keys.insert(key) {
                 continue;
             }
             if let Some(contact) = self
@@ -246,8 +349,15 @@ impl<'p> World<'p> {
         for wakeup in effects.wakeups {
             // One pending wakeup per key, as in the store: a newer one replaces it.
             let key = wakeup.key();
-            self.wakeups.retain(|w| w.key() != key);
-            self.wakeups.push(wakeup);
+            if let Some((at, seq, _)) = self.wakeups.remove(&key) {
+                self.queue.remove(&(at, Due::Wakeup(seq)));
+                self.wakeup_keys.remove(&seq);
+            }
+            let seq = self.next_wakeup;
+            self.next_wakeup += 1;
+            self.queue.insert((wakeup.at, Due::Wakeup(seq)));
+            self.wakeup_keys.insert(seq, key.clone());
+            self.wakeups.insert(key, (wakeup.at, seq, wakeup));
         }
         self.outcomes.extend(effects.outcomes);
     }

@@ -1,13 +1,19 @@
 //! `cairn graph`: a journey as a flow chart, in Mermaid (renders in GitHub pull requests
-//! and Markdown) or Graphviz DOT.
+//! and Markdown), Graphviz DOT, or an SVG picture; with `--server`, each step shows the
+//! runs waiting there now.
+
+mod svg;
 
 use super::CommandResult;
+use super::deploy::{admin_token, server_url};
 use crate::Outcome;
 use crate::cli::{GraphArgs, GraphFormat};
 use crate::render;
 use cairn_compiler::build::build_plan;
 use cairn_compiler::project;
 use cairn_plan::journey::{Journey, StepKind, Trigger};
+use cairn_runtime::client::AdminClient;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -47,9 +53,14 @@ pub fn run(args: &GraphArgs) -> CommandResult {
             project.name()
         ));
     };
+    let counts = match &args.server {
+        Some(server) => waiting(server, args.token.as_deref(), &project.root, &journey.name)?,
+        None => HashMap::new(),
+    };
     let text = match args.format {
-        GraphFormat::Mermaid => mermaid(journey),
-        GraphFormat::Dot => dot(journey),
+        GraphFormat::Mermaid => mermaid(journey, &counts),
+        GraphFormat::Dot => dot(journey, &counts),
+        GraphFormat::Svg => svg::render(&journey.name, &graph(journey), &counts),
     };
     match &args.output {
         Some(file) => std::fs::write(file, &text)
@@ -57,6 +68,42 @@ pub fn run(args: &GraphArgs) -> CommandResult {
         None => render::out(&text),
     }
     Ok(Outcome::Ok)
+}
+
+/// The runs of `journey` waiting at each step now (every plan version), from the
+/// daemon's status.
+fn waiting(
+    server: &str,
+    token: Option<&str>,
+    project_dir: &std::path::Path,
+    journey: &str,
+) -> miette::Result<HashMap<String, i64>> {
+    let server = server_url(Some(server), None);
+    let Some(token) = admin_token(token, Some(project_dir)) else {
+        return Err(miette::miette!(
+            help = "pass `--token TOKEN` or set CAIRN_ADMIN_TOKEN",
+            "`cairn graph --server` needs the daemon's admin token"
+        ));
+    };
+    let client = AdminClient::new(&server, &token).map_err(|e| miette::miette!("{e}"))?;
+    let status = client.status().map_err(|e| miette::miette!("{e}"))?;
+    let mut counts: HashMap<String, i64> = HashMap::new();
+    for j in status.journeys.iter().filter(|j| j.name == journey) {
+        for runs in &j.in_flight {
+            if let Some(step) = &runs.step {
+                *counts.entry(step.clone()).or_default() += runs.runs;
+            }
+        }
+    }
+    Ok(counts)
+}
+
+/// `N waiting`, for a step with runs at it.
+fn count_text(counts: &HashMap<String, i64>, id: &str) -> Option<String> {
+    counts
+        .get(id)
+        .filter(|n| **n > 0)
+        .map(|n| format!("{n} waiting"))
 }
 
 /// One node per step, and the start and end of a run.
@@ -213,12 +260,15 @@ fn quote(text: &str) -> String {
     text.replace('"', "#quot;")
 }
 
-fn mermaid(journey: &Journey) -> String {
+fn mermaid(journey: &Journey, counts: &HashMap<String, i64>) -> String {
     let g = graph(journey);
     let mut out = format!("flowchart TD\n  %% journey {}\n", journey.name);
     for (id, text, shape) in &g.nodes {
         let n = node_id(id);
-        let t = quote(text);
+        let t = match count_text(counts, id) {
+            Some(c) => format!("{}<br/>{c}", quote(text)),
+            None => quote(text),
+        };
         let _ = writeln!(
             out,
             "  {}",
@@ -242,7 +292,7 @@ fn mermaid(journey: &Journey) -> String {
     out
 }
 
-fn dot(journey: &Journey) -> String {
+fn dot(journey: &Journey, counts: &HashMap<String, i64>) -> String {
     let g = graph(journey);
     let esc = |t: &str| t.replace('\\', "\\\\").replace('"', "\\\"");
     let mut out = format!(
@@ -256,12 +306,11 @@ fn dot(journey: &Journey) -> String {
             Shape::Wait => "box, style=rounded",
             Shape::Terminal => "ellipse",
         };
-        let _ = writeln!(
-            out,
-            "  \"{}\" [label=\"{}\", shape={shape}];",
-            esc(id),
-            esc(text)
-        );
+        let label = match count_text(counts, id) {
+            Some(c) => format!("{}\\n{c}", esc(text)),
+            None => esc(text),
+        };
+        let _ = writeln!(out, "  \"{}\" [label=\"{label}\", shape={shape}];", esc(id));
     }
     for (from, to, label, dashed) in &g.edges {
         let style = if *dashed { ", style=dashed" } else { "" };
