@@ -27,8 +27,10 @@ pub enum Command {
     Fmt(FmtArgs),
     /// Run the `test` blocks of projects on a virtual clock
     Test(TestArgs),
-    /// Draw a journey as a flow chart (Mermaid or Graphviz DOT)
+    /// Draw a journey as a flow chart (Mermaid, Graphviz DOT or SVG)
     Graph(GraphArgs),
+    /// Replay recorded or synthetic events through a project's plan on a virtual clock
+    Simulate(SimulateArgs),
     /// Explain an error or warning code, such as `cairn explain E0304`
     Explain(ExplainArgs),
     /// Compile a project to the plan JSON the runtime executes
@@ -41,6 +43,15 @@ pub enum Command {
     Deploy(DeployArgs),
     /// Show a daemon's plan versions, journeys and the runs at each step
     Status(StatusArgs),
+    /// Compare the project with a git revision: journeys, steps, templates, schema, and
+    /// with `--server` the contacts in flight it affects
+    Diff(DiffArgs),
+    /// Export or erase everything a daemon holds about a contact
+    #[command(subcommand)]
+    Contacts(ContactsCommand),
+    /// Show each journey's funnel on a daemon: entered, sent, delivered, opened,
+    /// clicked, converted, step by step, as a chart
+    Stats(StatsArgs),
     /// Measure a daemon's ingestion throughput over loopback
     Bench(BenchArgs),
 }
@@ -70,6 +81,15 @@ pub struct BenchArgs {
     /// The running daemon's write key [env: CAIRN_WRITE_KEY]
     #[arg(long, value_name = "KEY")]
     pub write_key: Option<String>,
+    /// Engine part: journeys started, each moved by two timers (0 skips the engine part)
+    #[arg(long, default_value_t = 100_000)]
+    pub runs: usize,
+    /// Engine part: journeys started per second (each makes three transitions)
+    #[arg(long, default_value_t = 7_000)]
+    pub rate: usize,
+    /// Memory part: 30-day timers scheduled while resident memory is measured (0 skips it)
+    #[arg(long, default_value_t = 1_000_000)]
+    pub timers: usize,
 }
 
 #[derive(Debug, Args)]
@@ -87,6 +107,17 @@ pub struct ServeArgs {
     /// [env: CAIRN_PUBLIC_URL]
     #[arg(long, value_name = "URL")]
     pub public_url: Option<String>,
+    /// Send email through this SMTP server [env: CAIRN_SMTP_HOST] [default: the
+    /// `[email]` table's, else the file outbox]
+    #[arg(long, value_name = "HOST")]
+    pub smtp_host: Option<String>,
+    /// The SMTP server's port [env: CAIRN_SMTP_PORT] [default: 587, 465 with `tls`, 25
+    /// with `none`]
+    #[arg(long, value_name = "PORT")]
+    pub smtp_port: Option<u16>,
+    /// `starttls`, `tls` (implicit) or `none` [env: CAIRN_SMTP_TLS] [default: starttls]
+    #[arg(long, value_name = "MODE")]
+    pub smtp_tls: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +134,113 @@ pub struct DeployArgs {
     /// Re-activate the version before the active one instead of deploying
     #[arg(long)]
     pub rollback: bool,
+    /// Deploy even when contacts in flight wait at steps the plan removes without a
+    /// `migrate` or `drain`: they stay on their version
+    #[arg(long)]
+    pub strand: bool,
+    /// Deploy from a work tree with uncommitted changes (the plan records `COMMIT-dirty`)
+    #[arg(long)]
+    pub allow_dirty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The git revision to compare with [default: the merge base of HEAD with `main`,
+    /// else with `origin/main`]
+    #[arg(value_name = "REV")]
+    pub revision: Option<String>,
+    /// The project directory [default: .]; a lone argument that is a path and not a
+    /// revision is the path
+    pub path: Option<PathBuf>,
+    /// How to print the changes: text, Markdown for a pull-request comment, or JSON
+    #[arg(long, value_enum, default_value_t = DiffFormat::Human)]
+    pub format: DiffFormat,
+    /// A daemon whose runs in flight the change affects
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Write the diff to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Human,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContactsCommand {
+    /// Print everything the daemon holds about a contact as JSON: traits, aliases,
+    /// consents, tags, scores, segments, events, runs, outcomes, messages, suppressions
+    Export(ContactArgs),
+    /// Erase a contact's personal data; the anonymous counts of `cairn stats` stay
+    Erase(EraseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ContactArgs {
+    /// The contact's id (Segment's `userId`)
+    pub id: String,
+    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Write the export to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The contact's id (Segment's `userId`)
+    pub id: String,
+    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// Erase without asking (needed when standard input is not a terminal)
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// The journey [default: every journey]
+    pub journey: Option<String>,
+    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+    /// How to print the statistics
+    #[arg(long, value_enum, default_value_t = StatsFormat::Human)]
+    pub format: StatsFormat,
+    /// Also draw each journey's funnel as an SVG picture in this file
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Write the report to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StatsFormat {
+    /// Tables and bar charts, for people
+    Human,
+    /// The admin API's JSON
+    Json,
+    /// Markdown tables, for a pull request or a report
+    Markdown,
 }
 
 #[derive(Debug, Args)]
@@ -133,6 +271,10 @@ pub struct BuildArgs {
     /// Write the plan to this file instead of standard output
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// The plan this one replaces (a `cairn build` output): `migrate` is checked
+    /// against its steps
+    #[arg(long, value_name = "PLAN.json")]
+    pub previous: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -187,18 +329,82 @@ pub struct GraphArgs {
     pub journey: String,
     /// The project directory or `.cairn` file [default: .]
     pub path: Option<PathBuf>,
-    /// Mermaid renders in pull requests and Markdown; DOT feeds Graphviz
+    /// Mermaid renders in pull requests and Markdown; DOT feeds Graphviz; SVG is a
+    /// picture
     #[arg(long, value_enum, default_value_t = GraphFormat::Mermaid)]
     pub format: GraphFormat,
     /// Write the chart to this file instead of standard output
     #[arg(short, long)]
     pub output: Option<PathBuf>,
+    /// Add the runs waiting at each step now, read from this daemon's status
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// The daemon's admin token, with `--server` [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN", requires = "server")]
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum GraphFormat {
     Mermaid,
     Dot,
+    Svg,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["events", "synthetic", "against_server"])))]
+pub struct SimulateArgs {
+    /// The project directory or `.cairn` file whose plan replays the events [default: .]
+    pub project: Option<PathBuf>,
+    /// Segment messages, one JSON object per line, each with a `type` and a
+    /// `timestamp` (`-` reads standard input)
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<PathBuf>,
+    /// Replay the events a running daemon stored between `--from` and `--to` against
+    /// this project's (changed) plan
+    #[arg(long, value_name = "URL", requires_all = ["from", "to"])]
+    pub against_server: Option<String>,
+    /// The daemon's admin token, with `--against-server` [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN", requires = "against_server")]
+    pub token: Option<String>,
+    /// Generate this many synthetic events of the plan's own event types instead
+    #[arg(long, value_name = "N")]
+    pub synthetic: Option<usize>,
+    /// Distinct contacts of the synthetic events [default: one per 10 events]
+    #[arg(long, value_name = "N", requires = "synthetic")]
+    pub contacts: Option<usize>,
+    /// Write the synthetic events to this file as JSON lines, for `--events`
+    #[arg(long, value_name = "FILE", requires = "synthetic")]
+    pub save_events: Option<PathBuf>,
+    /// Start of the window (ISO 8601); earlier events are not replayed [default: the
+    /// first event]
+    #[arg(long, value_name = "TIME")]
+    pub from: Option<String>,
+    /// End of the window (ISO 8601): later events are not replayed, and timers due
+    /// before it fire [default: 30 days after the last event]
+    #[arg(long, value_name = "TIME")]
+    pub to: Option<String>,
+    /// Count and report invalid lines instead of stopping at them
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// How to print the counts
+    #[arg(long, value_enum, default_value_t = SimulateFormat::Human)]
+    pub format: SimulateFormat,
+    /// Write the counts to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SimulateFormat {
+    /// Tables, for people
+    Human,
+    /// One JSON document
+    Json,
+    /// Markdown tables, for a pull request comment
+    Markdown,
+    /// Every outcome (enter, send, skip, goal, exit...) as one JSON object per line
+    Jsonl,
 }
 
 #[derive(Debug, Args)]

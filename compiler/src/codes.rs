@@ -198,7 +198,7 @@ URL that is not http(s), a percentage over 100, a duration of zero.";
 "A template uses a variable the journey sending it cannot provide. Templates see
 `contact.<field>`, the trigger's binding (`when cart_updated as cart` gives `cart.<field>`),
 bindings of enclosing `wait for ... as NAME`, and the built-ins `unsubscribe_url`,
-`preferences_url`, `journey`, `step` and `now`. A template sent from two journeys is checked
+`preferences_url`, `confirm_url`, `journey`, `step` and `now`. A template sent from two journeys is checked
 against both.";
 
     TEMPLATE_SYNTAX = "E0302", "template syntax error",
@@ -279,6 +279,43 @@ back to the first: no contact's membership could ever be decided.
     segment recent_buyer { engaged and exists(order_completed within 30d) }   // cycle
 
 Break the cycle by writing one of the conditions out in full.";
+
+    MIGRATE_UNKNOWN_STEP = "E0601", "`migrate` from a step the previous plan does not have",
+"`migrate OLD -> NEW` moves the runs in flight at step `OLD` of the deployed plan to step
+`NEW` of this one, so `OLD` must be a step ID of the previous plan's journey (the plan
+`cairn deploy` fetches from the daemon, `cairn diff` builds from the base revision, or
+`cairn build --previous FILE` reads):
+
+    journey cart {
+      when cart_updated
+      migrate remind_old -> pause   // error: the deployed journey has no `remind_old`
+      pause: wait 1d
+      send email cart_reminder
+    }
+
+Check the spelling against `cairn status` (the steps where runs wait) or the previous
+plan. A new journey has no runs in flight: remove the migration.";
+
+    MIGRATE_STEP_STILL_THERE = "E0602", "`migrate` from a step that still exists",
+"Runs in flight at a step the new plan still has stay at it (they move to the new
+version at the same step ID), so a migration from it would never apply. Migrate only
+from a step the new plan removes or renames:
+
+    journey cart {
+      when cart_updated
+      migrate reminder -> pause     // error: `reminder` is still a step
+      pause: wait 1d
+      reminder: send email cart_reminder
+    }";
+
+    MIGRATE_TARGET_CANNOT_HOLD = "E0603", "`migrate` to a step a run cannot wait at",
+"A migrated run enters its new step at the deploy instant and waits there, so `NEW` must
+be a step a run can wait at: `wait 2d`, `wait 6 months`, `wait until 09:00 local` or
+`wait for EVENT ... within ...`. The wait starts afresh from the deploy.
+
+    migrate old_remind -> remind    // error: `remind` is a send
+    pause: wait 1d                  // migrate to `pause` instead
+    remind: send email cart_reminder";
 
     NO_AUDIENCE = "W0001", "journey without an audience",
 "The journey admits every contact that triggers it. Usually that is a mistake: say whom it

@@ -21,6 +21,58 @@ pub struct Manifest {
     pub project: ProjectSection,
     #[serde(default)]
     pub serve: ServeSection,
+    /// Email over SMTP; without it, emails go to the file outbox.
+    pub email: Option<EmailSection>,
+    /// SMS through a provider; without it, SMS go to the file outbox.
+    pub sms: Option<SmsSection>,
+    /// Push through a provider; without it, push messages go to the file outbox.
+    pub push: Option<PushSection>,
+    /// `[double_opt_in]`: consent name = the transactional email template that asks
+    /// the contact to confirm it (`email_marketing = "confirm_optin"`). The daemon
+    /// grants such a consent only through the confirmation link.
+    #[serde(default)]
+    pub double_opt_in: BTreeMap<String, String>,
+}
+
+/// `[email]`: the SMTP server. The password comes from `CAIRN_SMTP_PASSWORD` or the
+/// file `CAIRN_SMTP_PASSWORD_FILE` names, never from here.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmailSection {
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    /// `starttls` (default), `tls` (implicit, port 465) or `none` (a local relay).
+    pub tls: Option<String>,
+    pub username: Option<String>,
+    pub from: Option<String>,
+    pub reply_to: Option<String>,
+    pub pool_size: Option<u32>,
+    pub timeout_secs: Option<u64>,
+    /// A PEM file of extra certificate authorities, relative to the project.
+    pub ca_file: Option<String>,
+    pub hello_name: Option<String>,
+}
+
+/// `[sms]`: the SMS provider. The token comes from `CAIRN_SMS_TOKEN` or
+/// `CAIRN_SMS_TOKEN_FILE`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SmsSection {
+    /// `twilio` or `json`.
+    pub provider: Option<String>,
+    pub url: Option<String>,
+    pub account_sid: Option<String>,
+    pub from: Option<String>,
+    pub timeout_secs: Option<u64>,
+}
+
+/// `[push]`: the push provider. The token comes from `CAIRN_PUSH_TOKEN` or
+/// `CAIRN_PUSH_TOKEN_FILE`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PushSection {
+    pub url: Option<String>,
+    pub timeout_secs: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -208,6 +260,88 @@ pub fn load(root: &Path) -> Result<Project, ProjectError> {
         manifest,
         sources,
         assets: read_assets(root)?,
+    })
+}
+
+/// A project from files held in memory, keyed by their path relative to the project
+/// root (`/`-separated): what `cairn diff` loads from a git revision. The same rules as
+/// [`load`]: the manifest's source globs, hidden folders skipped, template assets by
+/// their ending. Paths in diagnostics are `root` joined with the key.
+pub fn from_files(root: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<Project, ProjectError> {
+    let manifest = match files.get(MANIFEST) {
+        None => Manifest::default(),
+        Some(bytes) => {
+            let text = String::from_utf8_lossy(bytes).into_owned();
+            toml::from_str(&text).map_err(|e| ProjectError::BadManifest {
+                message: e.message().to_string(),
+                span: e.span().map(|r| (r.start, r.end - r.start).into()),
+                src: NamedSource::new(root.join(MANIFEST).display().to_string(), text),
+            })?
+        }
+    };
+    let set = source_globs(&manifest)?;
+    let hidden = |key: &str| {
+        key.split('/')
+            .rev()
+            .skip(1)
+            .any(|dir| dir.starts_with('.') || dir == "target" || dir == "node_modules")
+    };
+    let mut sources = Vec::new();
+    let mut assets = BTreeMap::new();
+    for (key, bytes) in files {
+        if hidden(key) {
+            continue;
+        }
+        let relative = Path::new(key);
+        let ending = relative.extension().and_then(|e| e.to_str());
+        if ending == Some("cairn") && set.is_match(relative) {
+            let utf8_error = cairn_grammar::parse::utf8_error(bytes);
+            sources.push(SourceText {
+                path: root.join(relative),
+                text: String::from_utf8_lossy(bytes).into_owned(),
+                utf8_error,
+            });
+        } else if ending
+            .is_some_and(|e| ASSET_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+            && bytes.len() as u64 <= MAX_ASSET_BYTES
+            && let Ok(text) = std::str::from_utf8(bytes)
+        {
+            assets.insert(key.clone(), text.to_string());
+        }
+    }
+    if sources.is_empty() && manifest == Manifest::default() {
+        return Err(ProjectError::NoSources {
+            path: root.to_path_buf(),
+        });
+    }
+    Ok(Project {
+        root: root.to_path_buf(),
+        manifest,
+        sources,
+        assets,
+    })
+}
+
+fn source_globs(manifest: &Manifest) -> Result<globset::GlobSet, ProjectError> {
+    let patterns = manifest
+        .project
+        .sources
+        .clone()
+        .unwrap_or_else(|| vec!["**/*.cairn".to_string()]);
+    let mut builder = globset::GlobSetBuilder::new();
+    for pattern in &patterns {
+        let glob = globset::GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| ProjectError::BadGlob {
+                pattern: pattern.clone(),
+                message: e.kind().to_string(),
+            })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|e| ProjectError::BadGlob {
+        pattern: patterns.join(", "),
+        message: e.to_string(),
     })
 }
 

@@ -4,6 +4,9 @@
 //! The response types are shared with [`crate::client`], which `cairn deploy` and
 //! `cairn status` use.
 
+mod events;
+mod rights;
+
 use crate::ingest::{error, secret_hash};
 use crate::process::Core;
 use crate::store::StoreError;
@@ -79,7 +82,13 @@ pub fn router(core: Arc<Core>, admin_token_sha256: String) -> Router {
     Router::new()
         .route("/admin/deploy", post(deploy))
         .route("/admin/status", get(status))
+        .route("/admin/messages", get(messages))
+        .route("/admin/events", get(events::events))
+        .route("/admin/plan", get(active_plan))
         .route("/admin/contacts/{id}", get(contact))
+        .route("/admin/contacts/{id}/export", get(rights::export))
+        .route("/admin/contacts/{id}/erase", post(rights::erase))
+        .route("/admin/stats", get(rights::stats))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -91,6 +100,44 @@ fn authorised(headers: &HeaderMap, token_sha256: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .is_some_and(|token| !token.is_empty() && secret_hash(token.trim()) == token_sha256)
+}
+
+/// `GET /admin/messages?state=&contact=&channel=&limit=`: outbox messages, newest first,
+/// with their state, attempts and the reason of the last failure.
+#[derive(Debug, Deserialize)]
+struct MessagesQuery {
+    state: Option<String>,
+    contact: Option<String>,
+    channel: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn messages(
+    State(state): State<Arc<AdminState>>,
+    headers: HeaderMap,
+    Query(query): Query<MessagesQuery>,
+) -> Response {
+    if !authorised(&headers, &state.admin_token_sha256) {
+        return unauthorised();
+    }
+    if let Some(s) = &query.state
+        && !["pending", "sending", "sent", "failed"].contains(&s.as_str())
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("`state` is `{s}`: expected pending, sending, sent or failed"),
+        );
+    }
+    let filter = crate::store::channels::MessageFilter {
+        state: query.state,
+        contact_id: query.contact,
+        channel: query.channel,
+        limit: query.limit.unwrap_or(100),
+    };
+    match state.core.store.list_messages(&filter).await {
+        Ok(rows) => axum::Json(serde_json::json!({ "messages": rows })).into_response(),
+        Err(e) => store_error(&e),
+    }
 }
 
 fn unauthorised() -> Response {
@@ -118,6 +165,8 @@ fn store_error(e: &StoreError) -> Response {
 #[derive(Debug, Deserialize)]
 struct DeployQuery {
     rollback: Option<String>,
+    /// Deploy even when runs in flight would be stranded (they stay on their version).
+    strand: Option<String>,
 }
 
 /// `POST /admin/deploy` with a plan's JSON; `?rollback` re-activates the previous
@@ -136,16 +185,7 @@ async fn deploy(
         core.store.rollback().await
     } else {
         match check_plan(&body) {
-            Ok(plan) => {
-                core.store
-                    .deploy(
-                        &body,
-                        &plan.content_hash,
-                        plan.git_commit.as_deref(),
-                        core.now(),
-                    )
-                    .await
-            }
+            Ok(plan) => deploy_plan(core, &body, &plan, query.strand.is_some()).await,
             Err(message) => return error(StatusCode::BAD_REQUEST, message),
         }
     };
@@ -161,6 +201,59 @@ async fn deploy(
             );
             axum::Json(deployed).into_response()
         }
+        Err(e) => store_error(&e),
+    }
+}
+
+/// Stores `text` (the JSON of `plan`, already checked) as the next version and moves
+/// the runs in flight as [`crate::inflight`] decides, in one transaction. A plan that
+/// would strand runs is refused with a [`StoreError::Conflict`] naming each step and
+/// how many contacts wait there, unless `strand` is set: then those runs stay on their
+/// version.
+pub async fn deploy_plan(
+    core: &Core,
+    text: &str,
+    plan: &Plan,
+    strand: bool,
+) -> Result<Deployed, StoreError> {
+    let mut moved = 0;
+    let deployed = core
+        .store
+        .deploy_moving_runs(
+            text,
+            &plan.content_hash,
+            plan.git_commit.as_deref(),
+            core.now(),
+            |in_flight| {
+                let transition = crate::inflight::transition(plan, in_flight);
+                if let Some(refusal) = transition.refusal() {
+                    if !strand {
+                        return Err(refusal);
+                    }
+                    for stranded in &transition.stranded {
+                        tracing::warn!("deployed with --strand: {}", stranded.sentence());
+                    }
+                }
+                moved = transition.moves.iter().filter(|m| m.migrated).count();
+                Ok(transition.moves)
+            },
+            || core.forget_cached_contacts(),
+        )
+        .await?;
+    if moved > 0 {
+        core.timers_changed.notify_one();
+    }
+    Ok(deployed)
+}
+
+/// `GET /admin/plan`: the active plan's JSON, as deployed.
+async fn active_plan(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
+    if !authorised(&headers, &state.admin_token_sha256) {
+        return unauthorised();
+    }
+    match state.core.store.active_plan().await {
+        Ok(Some((_, text))) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "no plan is deployed yet"),
         Err(e) => store_error(&e),
     }
 }

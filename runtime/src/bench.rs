@@ -105,66 +105,98 @@ pub async fn run(plan: Plan, options: &BenchOptions) -> Result<BenchReport, Benc
         return drive(server, &key, &generator, options, "remote".into()).await;
     }
 
-    let state_dir = std::env::temp_dir().join(format!(
-        "cairn-bench-{}-{}",
-        std::process::id(),
-        jiff::Timestamp::now().as_millisecond()
-    ));
-    std::fs::create_dir_all(&state_dir)
-        .map_err(|e| BenchError::Setup(format!("cannot create `{}`: {e}", state_dir.display())))?;
-    let database = options
-        .database_url
-        .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", state_dir.join("bench.db").display()));
-    let write_key = "wk_bench".to_string();
-    let mut config = ServeConfig::new(database, state_dir.clone());
-    config.plan = Some(plan);
-    config.write_key = Some(write_key.clone());
-    config.admin_token = Some("at_bench".into());
-    config.ingest = IngestLimits {
-        queue: 4 * options.connections.max(1),
-        ..IngestLimits::default()
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| BenchError::Setup(format!("cannot listen on loopback: {e}")))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| BenchError::Setup(e.to_string()))?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
-    let daemon = tokio::spawn(async move {
-        let shutdown = async {
-            let _ = stop_rx.await;
-        };
-        server::run(config, listener, shutdown, move |started| {
-            let _ = ready_tx.send(started.backend.as_str().to_string());
-        })
-        .await
-    });
-    let backend = match ready_rx.await {
-        Ok(backend) => backend,
-        Err(_) => {
-            let error = daemon
-                .await
-                .map_err(|e| BenchError::Setup(e.to_string()))?
-                .err()
-                .map_or_else(|| "the daemon did not start".to_string(), |e| e.to_string());
-            return Err(BenchError::Setup(error));
-        }
-    };
+    let daemon = Daemon::start(plan, options.database_url.clone(), options.connections).await?;
     let report = drive(
-        &format!("http://{address}"),
-        &write_key,
+        &daemon.url,
+        WRITE_KEY,
         &generator,
         options,
-        backend,
+        daemon.backend.clone(),
     )
     .await;
-    let _ = stop_tx.send(());
-    let _ = daemon.await;
-    let _ = std::fs::remove_dir_all(&state_dir);
+    daemon.stop().await;
     report
+}
+
+const WRITE_KEY: &str = "wk_bench";
+
+/// A daemon running in this process on a fresh store, for one phase of the bench.
+struct Daemon {
+    url: String,
+    backend: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
+    state_dir: std::path::PathBuf,
+}
+
+impl Daemon {
+    async fn start(
+        plan: Plan,
+        database_url: Option<String>,
+        connections: usize,
+    ) -> Result<Daemon, BenchError> {
+        static DAEMONS: AtomicUsize = AtomicUsize::new(0);
+        let state_dir = std::env::temp_dir().join(format!(
+            "cairn-bench-{}-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_millisecond(),
+            DAEMONS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&state_dir).map_err(|e| {
+            BenchError::Setup(format!("cannot create `{}`: {e}", state_dir.display()))
+        })?;
+        let database = database_url
+            .unwrap_or_else(|| format!("sqlite:{}", state_dir.join("bench.db").display()));
+        let mut config = ServeConfig::new(database, state_dir.clone());
+        config.plan = Some(plan);
+        config.write_key = Some(WRITE_KEY.into());
+        config.admin_token = Some("at_bench".into());
+        config.ingest = IngestLimits {
+            queue: 4 * connections.max(1),
+            ..IngestLimits::default()
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| BenchError::Setup(format!("cannot listen on loopback: {e}")))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<String>();
+        let task = tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stop_rx.await;
+            };
+            server::run(config, listener, shutdown, move |started| {
+                let _ = ready_tx.send(started.backend.as_str().to_string());
+            })
+            .await
+        });
+        let backend = match ready_rx.await {
+            Ok(backend) => backend,
+            Err(_) => {
+                let error = task
+                    .await
+                    .map_err(|e| BenchError::Setup(e.to_string()))?
+                    .err()
+                    .map_or_else(|| "the daemon did not start".to_string(), |e| e.to_string());
+                return Err(BenchError::Setup(error));
+            }
+        };
+        Ok(Daemon {
+            url: format!("http://{address}"),
+            backend,
+            stop,
+            task,
+            state_dir,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+        let _ = std::fs::remove_dir_all(&self.state_dir);
+    }
 }
 
 /// Sends every batch from `options.connections` concurrent clients.
@@ -347,4 +379,383 @@ impl Generator {
             },
         }
     }
+}
+
+/// What the engine part of the bench does: journeys moved by timers, and a memory
+/// measure with many timers scheduled. The plan must declare the events
+/// `bench_start` (a journey that waits 5 s, moves, waits 1 s and ends) and
+/// `bench_hold` (a journey that waits 30 days).
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Runs started by `bench_start`, each then moved by two timers.
+    pub runs: usize,
+    /// `bench_start` events per second (0: as fast as the daemon takes them). Each
+    /// makes three transitions: the run's start and its two timers.
+    pub rate: usize,
+    /// Runs left waiting on a 30-day timer, for the memory measure (0: skipped).
+    pub timers: usize,
+    pub database_url: Option<String>,
+    pub connections: usize,
+    pub batch: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            runs: 100_000,
+            rate: 7_000,
+            timers: 1_000_000,
+            database_url: None,
+            connections: 4,
+            batch: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EngineReport {
+    pub backend: String,
+    pub runs: usize,
+    /// Runs created or moved during the phase.
+    pub transitions: u64,
+    pub seconds: f64,
+    pub transitions_per_second: f64,
+    pub timers_fired: u64,
+    /// Timer lateness percentiles, as the upper bound of the histogram bucket they
+    /// fall in (seconds); `None` beyond the last bucket.
+    pub lateness_p50: Option<f64>,
+    pub lateness_p99: Option<f64>,
+    pub lateness_mean_ms: f64,
+    pub memory: Option<MemoryReport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryReport {
+    pub timers: usize,
+    /// Resident memory of this process (daemon and bench client), MiB, before the
+    /// timers were scheduled and after each quarter of them.
+    pub rss_before_mib: f64,
+    pub rss_after_mib: Vec<(usize, f64)>,
+    pub seconds: f64,
+}
+
+impl std::fmt::Display for EngineReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bound = |b: Option<f64>| b.map_or_else(|| "> 60 s".to_string(), |b| format!("≤ {b} s"));
+        if self.runs > 0 {
+            writeln!(
+                f,
+                "engine: {} runs, {} transitions in {:.2} s: {:.0} transitions/s ({}), {} timers fired; \
+             timer lateness p50 {}, p99 {}, mean {:.0} ms",
+                self.runs,
+                self.transitions,
+                self.seconds,
+                self.transitions_per_second,
+                self.backend,
+                self.timers_fired,
+                bound(self.lateness_p50),
+                bound(self.lateness_p99),
+                self.lateness_mean_ms
+            )?;
+        }
+        if let Some(memory) = &self.memory {
+            let last = memory.rss_after_mib.last().map_or(0.0, |(_, m)| *m);
+            write!(
+                f,
+                "memory: {} timers scheduled in {:.1} s; resident memory {:.0} MiB before, {:.0} MiB after (",
+                memory.timers, memory.seconds, memory.rss_before_mib, last
+            )?;
+            for (i, (n, mib)) in memory.rss_after_mib.iter().enumerate() {
+                if i > 0 {
+                    write!(f, ", ")?;
+                }
+                write!(f, "{n}: {mib:.0} MiB")?;
+            }
+            write!(f, ")")?;
+        }
+        Ok(())
+    }
+}
+
+/// The daemon's counters, read from `/metrics`.
+#[derive(Debug, Clone, Default)]
+struct Counters {
+    transitions: u64,
+    timers_fired: u64,
+    /// Cumulative lateness buckets: (upper bound in seconds, count).
+    lateness: Vec<(f64, u64)>,
+    lateness_sum: f64,
+    lateness_count: u64,
+}
+
+async fn counters(client: &reqwest::Client, url: &str) -> Result<Counters, BenchError> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot read /metrics: {e}")))?
+        .text()
+        .await
+        .map_err(|e| BenchError::Setup(format!("cannot read /metrics: {e}")))?;
+    let mut c = Counters::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let number: f64 = value.parse().unwrap_or(0.0);
+        #[expect(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "counters are whole numbers"
+        )]
+        let whole = number as u64;
+        match name {
+            "cairn_run_transitions_total" => c.transitions = whole,
+            "cairn_timers_fired_total" => c.timers_fired = whole,
+            "cairn_timer_lateness_seconds_sum" => c.lateness_sum = number,
+            "cairn_timer_lateness_seconds_count" => c.lateness_count = whole,
+            _ => {
+                if let Some(bound) = name
+                    .strip_prefix("cairn_timer_lateness_seconds_bucket{le=\"")
+                    .and_then(|b| b.strip_suffix("\"}"))
+                    && let Ok(bound) = bound.parse::<f64>()
+                {
+                    c.lateness.push((bound, whole));
+                }
+            }
+        }
+    }
+    Ok(c)
+}
+
+/// The bucket bound under which fraction `p` of the timers fired (between two reads).
+fn lateness_percentile(before: &Counters, after: &Counters, p: f64) -> Option<f64> {
+    let total = after.lateness_count.saturating_sub(before.lateness_count);
+    if total == 0 {
+        return Some(0.0);
+    }
+    for (bound, count) in after.lateness.iter().filter(|(b, _)| b.is_finite()) {
+        let earlier = before
+            .lateness
+            .iter()
+            .find(|(b, _)| b == bound)
+            .map_or(0, |(_, n)| *n);
+        #[expect(clippy::cast_precision_loss, reason = "a fraction")]
+        let fraction = count.saturating_sub(earlier) as f64 / total as f64;
+        if fraction >= p {
+            return Some(*bound);
+        }
+    }
+    None
+}
+
+/// Resident memory of this process, MiB (Linux; 0 elsewhere).
+fn rss_mib() -> f64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0.0;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// Sends `count` events named `event` (wire name), one per contact `prefix-i`, in
+/// batches from `connections` clients, at `rate` events/s (0: unpaced). Bodies are made
+/// as they are sent, so a million events cost no memory up front.
+async fn send_paced(
+    client: &reqwest::Client,
+    url: &str,
+    event: &str,
+    prefix: &str,
+    count: usize,
+    options: &EngineOptions,
+    rate: usize,
+) -> Result<(), BenchError> {
+    let batch = options.batch.max(1);
+    let requests = count.div_ceil(batch);
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..options.connections.max(1) {
+        let (client, next) = (client.clone(), next.clone());
+        let (url, event, prefix) = (
+            format!("{url}/v1/batch"),
+            event.to_string(),
+            prefix.to_string(),
+        );
+        tasks.spawn(async move {
+            loop {
+                let r = next.fetch_add(1, Ordering::Relaxed);
+                if r >= requests {
+                    return Ok::<(), BenchError>(());
+                }
+                let start = r * batch;
+                let end = (start + batch).min(count);
+                if rate > 0 {
+                    #[expect(clippy::cast_precision_loss, reason = "a schedule")]
+                    let at = Duration::from_secs_f64(start as f64 / rate as f64);
+                    tokio::time::sleep_until((started + at).into()).await;
+                }
+                let messages: Vec<Json> = (start..end)
+                    .map(|i| {
+                        json!({"type": "track", "userId": format!("{prefix}-{i}"),
+                               "messageId": format!("{prefix}-{i}"), "event": event,
+                               "properties": {"n": i}})
+                    })
+                    .collect();
+                let body = serde_json::to_vec(&json!({ "batch": messages })).unwrap_or_default();
+                loop {
+                    let response = client
+                        .post(&url)
+                        .basic_auth(WRITE_KEY, Some(""))
+                        .header("Content-Type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .map_err(|e| BenchError::Setup(format!("a request failed: {e}")))?;
+                    let status = response.status().as_u16();
+                    if status == 429 {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    if status != 200 {
+                        let body = response.text().await.unwrap_or_default();
+                        return Err(BenchError::Refused { status, body });
+                    }
+                    break;
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.map_err(|e| BenchError::Setup(e.to_string()))??;
+    }
+    Ok(())
+}
+
+/// The engine bench on a runtime of its own.
+pub fn run_engine_blocking(
+    plan: Plan,
+    options: &EngineOptions,
+) -> Result<EngineReport, BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::Setup(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(run_engine(plan, options))
+}
+
+/// Starts `runs` journeys at `rate` per second, each moved by a timer 5 s after its
+/// start and another 1 s later, and measures transitions per second and how late the
+/// timers fired; then schedules `timers` 30-day timers and measures resident memory.
+pub async fn run_engine(plan: Plan, options: &EngineOptions) -> Result<EngineReport, BenchError> {
+    for event in ["bench_start", "bench_hold"] {
+        if !plan.schema.events.contains_key(event) {
+            return Err(BenchError::Setup(format!(
+                "the engine bench's plan declares no `{event}` event"
+            )));
+        }
+    }
+    let daemon = Daemon::start(plan, options.database_url.clone(), options.connections).await?;
+    let result = engine_phases(&daemon, options).await;
+    daemon.stop().await;
+    result
+}
+
+async fn engine_phases(
+    daemon: &Daemon,
+    options: &EngineOptions,
+) -> Result<EngineReport, BenchError> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(options.connections.max(1))
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(|e| BenchError::Setup(e.to_string()))?;
+    let url = &daemon.url;
+    let before = counters(&client, url).await?;
+    let started = Instant::now();
+    send_paced(
+        &client,
+        url,
+        "Bench Start",
+        "run",
+        options.runs,
+        options,
+        options.rate,
+    )
+    .await?;
+    // Every run is moved by two timers.
+    let wanted = before.timers_fired + 2 * options.runs as u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let after = loop {
+        let now = counters(&client, url).await?;
+        if now.timers_fired >= wanted {
+            break now;
+        }
+        if Instant::now() > deadline {
+            return Err(BenchError::Setup(format!(
+                "the timers did not all fire within 10 minutes ({} of {})",
+                now.timers_fired - before.timers_fired,
+                2 * options.runs
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    // A timer counts as fired inside its transaction, its transitions once committed:
+    // read again once the last batch has surely committed.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = Counters {
+        transitions: counters(&client, url).await?.transitions,
+        ..after
+    };
+    let transitions = after.transitions - before.transitions;
+    let fired = after.lateness_count.saturating_sub(before.lateness_count);
+    #[expect(clippy::cast_precision_loss, reason = "rates for people")]
+    let report = EngineReport {
+        backend: daemon.backend.clone(),
+        runs: options.runs,
+        transitions,
+        seconds,
+        transitions_per_second: transitions as f64 / seconds.max(f64::EPSILON),
+        timers_fired: after.timers_fired - before.timers_fired,
+        lateness_p50: lateness_percentile(&before, &after, 0.5),
+        lateness_p99: lateness_percentile(&before, &after, 0.99),
+        lateness_mean_ms: (after.lateness_sum - before.lateness_sum) * 1000.0 / fired.max(1) as f64,
+        memory: None,
+    };
+    if options.timers == 0 {
+        return Ok(report);
+    }
+    let rss_before_mib = rss_mib();
+    let started = Instant::now();
+    let mut rss_after_mib = Vec::new();
+    let quarter = options.timers.div_ceil(4);
+    let mut done = 0;
+    while done < options.timers {
+        let n = quarter.min(options.timers - done);
+        send_paced(
+            &client,
+            url,
+            "Bench Hold",
+            &format!("hold{done}"),
+            n,
+            options,
+            0,
+        )
+        .await?;
+        done += n;
+        rss_after_mib.push((done, rss_mib()));
+    }
+    Ok(EngineReport {
+        memory: Some(MemoryReport {
+            timers: options.timers,
+            rss_before_mib,
+            rss_after_mib,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        ..report
+    })
 }

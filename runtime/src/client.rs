@@ -51,6 +51,27 @@ impl AdminClient {
         self.send(request)
     }
 
+    /// Like [`AdminClient::deploy`]; with `strand`, the daemon deploys even when runs in
+    /// flight would be stranded (they stay on their version) instead of refusing.
+    pub fn deploy_stranding(&self, plan_json: &str, strand: bool) -> Result<Deployed, ClientError> {
+        let query = if strand { "?strand" } else { "" };
+        let request = self
+            .http
+            .post(format!("{}/admin/deploy{query}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(plan_json.to_string());
+        self.send(request)
+    }
+
+    /// The active plan's JSON; `None` when nothing is deployed yet.
+    pub fn active_plan(&self) -> Result<Option<serde_json::Value>, ClientError> {
+        match self.send(self.http.get(format!("{}/admin/plan", self.base))) {
+            Ok(plan) => Ok(Some(plan)),
+            Err(ClientError::Refused { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Re-activates the version before the active one.
     pub fn rollback(&self) -> Result<Deployed, ClientError> {
         let request = self
@@ -61,6 +82,61 @@ impl AdminClient {
 
     pub fn status(&self) -> Result<Status, ClientError> {
         self.send(self.http.get(format!("{}/admin/status", self.base)))
+    }
+
+    /// The latest `limit` messages in `state` (`pending`, `sending`, `sent`, `failed`).
+    pub fn messages(
+        &self,
+        state: &str,
+        limit: i64,
+    ) -> Result<Vec<crate::store::channels::MessageRow>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Messages {
+            messages: Vec<crate::store::channels::MessageRow>,
+        }
+        let request = self
+            .http
+            .get(format!("{}/admin/messages", self.base))
+            .query(&[("state", state.to_string()), ("limit", limit.to_string())]);
+        let listed: Messages = self.send(request)?;
+        Ok(listed.messages)
+    }
+
+    /// The events the daemon stored for `[from, to)`, as Segment messages, one JSON
+    /// object per line.
+    pub fn events(
+        &self,
+        from: crate::model::Millis,
+        to: crate::model::Millis,
+    ) -> Result<String, ClientError> {
+        let stamp = |ms| crate::time::timestamp(ms).to_string();
+        let request = self
+            .http
+            .get(format!("{}/admin/events", self.base))
+            .query(&[("from", stamp(from)), ("to", stamp(to))]);
+        let response =
+            request
+                .bearer_auth(&self.token)
+                .send()
+                .map_err(|e| ClientError::Unreachable {
+                    url: self.base.clone(),
+                    message: e.without_url().to_string(),
+                })?;
+        let status = response.status();
+        let text = response.text().map_err(|e| {
+            ClientError::Unexpected(format!("the events stopped half-way: {}", e.without_url()))
+        })?;
+        match status.as_u16() {
+            401 => Err(ClientError::Unauthorised),
+            200 => Ok(text),
+            code => Err(ClientError::Refused {
+                status: code,
+                message: serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                    .unwrap_or(text),
+            }),
+        }
     }
 
     /// A contact's trace as JSON.
@@ -79,6 +155,27 @@ impl AdminClient {
             self.http
                 .get(format!("{}/admin/contacts/{encoded}", self.base)),
         )
+    }
+
+    /// Everything the daemon holds about a contact (`GET /admin/contacts/{id}/export`).
+    pub fn export_contact(&self, id: &str) -> Result<serde_json::Value, ClientError> {
+        let url = format!("{}/admin/contacts/{}/export", self.base, path_segment(id));
+        self.send(self.http.get(url))
+    }
+
+    /// Erases a contact (`POST /admin/contacts/{id}/erase`).
+    pub fn erase_contact(&self, id: &str) -> Result<crate::store::rights::Erasure, ClientError> {
+        let url = format!("{}/admin/contacts/{}/erase", self.base, path_segment(id));
+        self.send(self.http.post(url))
+    }
+
+    /// The funnels of one journey, or of all (`GET /admin/stats`).
+    pub fn stats(&self, journey: Option<&str>) -> Result<crate::stats::StatsReport, ClientError> {
+        let mut request = self.http.get(format!("{}/admin/stats", self.base));
+        if let Some(journey) = journey {
+            request = request.query(&[("journey", journey)]);
+        }
+        self.send(request)
     }
 
     fn send<T: serde::de::DeserializeOwned>(
@@ -110,4 +207,17 @@ impl AdminClient {
         }
         serde_json::from_str(&text).map_err(|e| ClientError::Unexpected(e.to_string()))
     }
+}
+
+/// `text` percent-encoded for one segment of a URL path.
+fn path_segment(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

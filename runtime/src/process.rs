@@ -3,6 +3,8 @@
 //! the effects before committing, so an event and what it causes, or a timer and what
 //! it causes, commit together or not at all.
 
+mod erase;
+
 use crate::engine::{Engine, Links};
 use crate::ingest::segment::{Input, InputKind};
 use crate::metrics::Metrics;
@@ -57,6 +59,8 @@ pub struct Core {
     pub metrics: Metrics,
     pub clock: Arc<dyn Clock>,
     pub links: Links,
+    /// Double opt-in and the other rules of [`crate::respect`].
+    pub respect: crate::respect::Settings,
     /// This daemon's name in leases.
     pub worker_id: String,
     /// Rung when a transaction scheduled a timer, so the timer worker need not wait
@@ -79,6 +83,9 @@ pub struct Core {
 pub struct StateCache {
     entries: std::sync::Mutex<CacheEntries>,
     generations: std::sync::atomic::AtomicU64,
+    /// Puts of generations below this are dropped: they read the database before a
+    /// deploy moved runs.
+    floor: std::sync::atomic::AtomicU64,
     capacity: usize,
 }
 
@@ -94,7 +101,20 @@ impl StateCache {
         StateCache {
             entries: std::sync::Mutex::new(CacheEntries::default()),
             generations: std::sync::atomic::AtomicU64::new(1),
+            floor: std::sync::atomic::AtomicU64::new(0),
             capacity,
+        }
+    }
+
+    /// Forgets every contact, and every state a transaction already running will put
+    /// back: call while holding the writer, before committing a change the cache does
+    /// not see (a deploy that moves runs).
+    fn invalidate(&self) {
+        let floor = self.generation();
+        self.floor.store(floor, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.states.clear();
+            entries.order.clear();
         }
     }
 
@@ -125,6 +145,9 @@ impl StateCache {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
+        if generation < self.floor.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         for (id, mut state) in states {
             state.created = false;
             let newer = entries.states.get(&id).is_none_or(|(g, _)| *g < generation);
@@ -156,9 +179,6 @@ impl StateCache {
 /// Contacts the SQLite daemon keeps in memory between transactions.
 const CACHED_CONTACTS: usize = 50_000;
 
-/// How many times a unit of work is tried when the database asks for a retry.
-const ATTEMPTS: u32 = 5;
-
 impl Core {
     pub fn new(store: Store, clock: Arc<dyn Clock>, links: Links, worker_id: String) -> Core {
         Core {
@@ -169,6 +189,7 @@ impl Core {
             metrics: Metrics::default(),
             clock,
             links,
+            respect: crate::respect::Settings::default(),
             worker_id,
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
@@ -182,6 +203,14 @@ impl Core {
 
     pub fn active_plan(&self) -> Option<Arc<LoadedPlan>> {
         self.plans.read().ok().and_then(|p| p.active())
+    }
+
+    /// Forgets the contacts cached between transactions: a deploy that moves runs
+    /// calls it before its commit.
+    pub fn forget_cached_contacts(&self) {
+        if let Some(cache) = &self.cache {
+            cache.invalidate();
+        }
     }
 
     /// Loads the active version from the store (after a deploy or a rollback).
@@ -236,23 +265,13 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Err(StoreError::Conflict("no plan is deployed".into()));
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let outcome = self.ingest_once(batches, received_at, &active).await;
-            match outcome {
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
-                    tracing::debug!(error = %e, attempt, "retrying an ingest transaction");
-                    continue;
-                }
-                Err(e) => return Err(e),
-                Ok((report, applied)) => {
-                    self.after_commit(&applied);
-                    self.metrics.record_applied(&applied);
-                    return Ok(report);
-                }
-            }
-        }
+        let (report, applied) = crate::store::retrying("an ingest transaction", || {
+            self.ingest_once(batches, received_at, &active)
+        })
+        .await?;
+        self.after_commit(&applied);
+        self.metrics.record_applied(&applied);
+        Ok(report)
     }
 
     async fn ingest_once(
@@ -325,7 +344,16 @@ impl Core {
                         contact_id: contact.clone(),
                         anonymous_id: input.anonymous_id.clone().filter(|_| contact.is_none()),
                         name: event.clone(),
-                        payload: payload.clone(),
+                        // An erased contact's later events keep no payload.
+                        payload: if contact
+                            .as_ref()
+                            .and_then(|id| states.get(id))
+                            .is_some_and(|s| s.contact.erased)
+                        {
+                            json!({})
+                        } else {
+                            payload.clone()
+                        },
                         occurred_at: input.occurred_at,
                         received_at: now,
                         message_id: input
@@ -341,18 +369,26 @@ impl Core {
 
         let mut work = Work::new(self, active.clone(), now, states);
         for ((input, contact), row) in inputs.iter().zip(&contact_of).zip(&row_of_input) {
-            if let Some(id) = contact
-                && let Some(created) = created_row.remove(id)
-                && let Some(event_id) = ids_of_rows[created]
-            {
-                work.event(id, &rows[created], event_id).await?;
+            let created = contact.as_ref().and_then(|id| {
+                let at = created_row.remove(id)?;
+                Some((id, at, ids_of_rows[at]?))
+            });
+            let event = row.map(|r| (&rows[r], ids_of_rows[r]));
+            if matches!(input.kind, InputKind::Identify { .. }) {
+                // The identify that creates a contact sets its traits first, so
+                // `when contact created` journeys and their audiences see them (and
+                // the creation's pass over segments and anniversaries covers them).
+                work.input(input, contact.as_deref(), event, created.is_none())
+                    .await?;
+                if let Some((id, at, event_id)) = created {
+                    work.event(id, &rows[at], event_id).await?;
+                }
+            } else {
+                if let Some((id, at, event_id)) = created {
+                    work.event(id, &rows[at], event_id).await?;
+                }
+                work.input(input, contact.as_deref(), event, true).await?;
             }
-            work.input(
-                input,
-                contact.as_deref(),
-                row.map(|r| (&rows[r], ids_of_rows[r])),
-            )
-            .await?;
         }
         let report = work.report.clone();
         let applied = tx.flush(work.writes).await?;
@@ -406,19 +442,13 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Ok(0);
         };
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.run_timers_once(timers, &active).await {
-                Err(e) if e.is_retryable() && attempt < ATTEMPTS => continue,
-                Err(e) => return Err(e),
-                Ok((done, applied)) => {
-                    self.after_commit(&applied);
-                    self.metrics.record_applied(&applied);
-                    return Ok(done);
-                }
-            }
-        }
+        let (done, applied) = crate::store::retrying("a timer transaction", || {
+            self.run_timers_once(timers, &active)
+        })
+        .await?;
+        self.after_commit(&applied);
+        self.metrics.record_applied(&applied);
+        Ok(done)
     }
 
     async fn run_timers_once(
@@ -509,12 +539,15 @@ impl<'c> Work<'c> {
     }
 
     /// One input, for `contact` (when it has one); `event` is its stored row and id
-    /// (`None` when the row was a duplicate).
+    /// (`None` when the row was a duplicate). An identify that changes the contact
+    /// drives the engine when `announce` (segments entered or left, anniversaries
+    /// scheduled, runs re-checked), as `cairn test` does.
     async fn input(
         &mut self,
         input: &Input,
         contact: Option<&str>,
         event: Option<(&EventRow, Option<i64>)>,
+        announce: bool,
     ) -> Result<()> {
         match &input.kind {
             InputKind::Identify { traits, consents } => {
@@ -522,12 +555,25 @@ impl<'c> Work<'c> {
                 let Some(id) = contact else {
                     return Ok(());
                 };
+                // An erased contact's new traits and consents are not kept.
+                if self.contacts.get(id).is_some_and(|s| s.contact.erased) {
+                    return Ok(());
+                }
+                let mut changed = false;
                 if let Some(state) = self.contacts.get_mut(id) {
+                    // The time zone is read from the traits: it changes only with them.
+                    let before = state.contact.traits.clone();
                     merge_traits(&mut state.contact.traits, traits);
-                    self.writes.stage_traits(state, self.now);
+                    if state.contact.traits != before {
+                        self.writes.stage_traits(state, self.now);
+                        changed = true;
+                    }
                 }
                 for (consent, granted) in consents {
-                    self.consent(id, consent, *granted, "identify");
+                    changed |= self.consent(id, consent, *granted, "identify");
+                }
+                if changed && announce {
+                    self.identified(id, input.occurred_at.min(self.now)).await?;
                 }
                 Ok(())
             }
@@ -543,8 +589,11 @@ impl<'c> Work<'c> {
                 self.report.stored += 1;
                 self.core.metrics.events_ingested.inc();
                 if let Some(id) = contact {
-                    self.consents_of_event(id, name, payload);
-                    self.event(id, row, event_id).await?;
+                    // A grant held for double opt-in is kept in the history as the
+                    // request it is, but no journey sees a consent granted.
+                    if !self.consents_of_event(id, name, payload) {
+                        self.event(id, row, event_id).await?;
+                    }
                 }
                 Ok(())
             }
@@ -553,8 +602,10 @@ impl<'c> Work<'c> {
     }
 
     /// `consent_granted` grants its consent; `unsubscribed` revokes the consents of its
-    /// channel (or all), at that instant, before the engine sees the event.
-    fn consents_of_event(&mut self, contact_id: &str, event: &str, payload: &Json) {
+    /// scope (a channel, one consent by name, or all), at that instant, before the
+    /// engine sees the event. Returns whether the event was a grant held for double
+    /// opt-in (a confirmation was sent instead).
+    fn consents_of_event(&mut self, contact_id: &str, event: &str, payload: &Json) -> bool {
         let plan = self.active.plan.clone();
         match event {
             "consent_granted" => {
@@ -563,6 +614,10 @@ impl<'c> Work<'c> {
                         .get("source")
                         .and_then(Json::as_str)
                         .unwrap_or("track");
+                    if self.held_for_opt_in(consent, true, source) {
+                        self.request_opt_in(contact_id, consent);
+                        return true;
+                    }
                     self.consent(contact_id, consent, true, source);
                 }
             }
@@ -570,24 +625,97 @@ impl<'c> Work<'c> {
                 let scope = payload.get("scope").and_then(Json::as_str).unwrap_or("all");
                 let via = payload.get("via").and_then(Json::as_str).unwrap_or("track");
                 for consent in plan.schema.consents.values() {
-                    if scope == "all" || scope == consent.channel.as_str() {
+                    if scope == "all" || scope == consent.channel.as_str() || scope == consent.name
+                    {
                         self.consent(contact_id, &consent.name, false, via);
                     }
                 }
             }
             _ => {}
         }
+        false
     }
 
-    fn consent(&mut self, contact_id: &str, consent: &str, granted: bool, source: &str) {
+    /// Whether granting `consent` from `source` must wait for a confirmation link.
+    fn held_for_opt_in(&self, consent: &str, granted: bool, source: &str) -> bool {
+        granted
+            && source != crate::respect::DOUBLE_OPT_IN_SOURCE
+            && self.core.respect.double_opt_in.contains_key(consent)
+    }
+
+    /// Stages a consent change; returns whether it changed anything. A grant of a
+    /// double opt-in consent from anywhere but its confirmation link queues the
+    /// confirmation email instead.
+    fn consent(&mut self, contact_id: &str, consent: &str, granted: bool, source: &str) -> bool {
+        let unchanged = self
+            .contacts
+            .get(contact_id)
+            .is_none_or(|s| s.contact.consents.get(consent) == Some(&granted));
+        if unchanged {
+            return false;
+        }
+        if self.held_for_opt_in(consent, granted, source) {
+            self.request_opt_in(contact_id, consent);
+            return false;
+        }
+        let Some(state) = self.contacts.get_mut(contact_id) else {
+            return false;
+        };
+        self.writes
+            .stage_consent(state, consent, granted, source, self.now);
+        true
+    }
+
+    /// Queues the double opt-in confirmation of `consent` (at most one a day; nothing
+    /// when the consent is already granted or the contact has no email address) and
+    /// records an `opt_in_requested` outcome.
+    fn request_opt_in(&mut self, contact_id: &str, consent: &str) {
+        let Some(template) = self.core.respect.double_opt_in.get(consent).cloned() else {
+            return;
+        };
         let Some(state) = self.contacts.get_mut(contact_id) else {
             return;
         };
-        if state.contact.consents.get(consent) == Some(&granted) {
+        if state.contact.consents.get(consent) == Some(&true) {
             return;
         }
-        self.writes
-            .stage_consent(state, consent, granted, source, self.now);
+        let plan = self.active.plan.clone();
+        let engine = Engine::new(&plan, self.active.version, true, self.core.links.clone());
+        let expires = self.now / 1000 + crate::respect::CONFIRM_LINK_TTL_SECS;
+        let message =
+            engine.opt_in_request(&state.contact, consent, &template, Some(expires), self.now);
+        let detail = match &message {
+            Some(m) => json!({ "consent": consent, "template": template, "address": m.address }),
+            None => json!({ "consent": consent, "template": template, "address": null }),
+        };
+        let effects = Effects {
+            outcomes: vec![crate::model::Outcome {
+                at: self.now,
+                contact_id: contact_id.to_string(),
+                journey: None,
+                run_id: None,
+                step: None,
+                kind: crate::store::respect::OPT_IN_REQUESTED.into(),
+                detail,
+            }],
+            messages: message.into_iter().collect(),
+            ..Effects::default()
+        };
+        self.writes.stage(state, &effects, &plan, self.now);
+    }
+
+    /// The contact's traits or consents changed: the engines see an `$identify` (not
+    /// stored, not in the history), which re-evaluates segments (so `when enters
+    /// segment` journeys start), schedules anniversaries of new dates, and re-checks
+    /// runs in flight.
+    async fn identified(&mut self, contact_id: &str, at: Millis) -> Result<()> {
+        let record = EventRecord {
+            id: 0,
+            name: "$identify".into(),
+            payload: json!({}),
+            occurred_at: at,
+        };
+        self.announce(contact_id, &record).await
     }
 
     /// Hands a stored event to the engine of every version with runs in flight for the
@@ -599,7 +727,7 @@ impl<'c> Work<'c> {
             payload: row.payload.clone(),
             occurred_at: row.occurred_at,
         };
-        let versions = {
+        {
             let Some(state) = self.contacts.get_mut(contact_id) else {
                 return Ok(());
             };
@@ -608,6 +736,17 @@ impl<'c> Work<'c> {
                 .history
                 .partition_point(|e| (e.occurred_at, e.id) <= (record.occurred_at, id));
             state.history.insert(at, record.clone());
+        }
+        self.announce(contact_id, &record).await
+    }
+
+    /// Hands `record` to the engine of every version with runs in flight for the
+    /// contact, then to the active one.
+    async fn announce(&mut self, contact_id: &str, record: &EventRecord) -> Result<()> {
+        let versions = {
+            let Some(state) = self.contacts.get(contact_id) else {
+                return Ok(());
+            };
             let mut versions: Vec<i64> = state
                 .runs
                 .iter()
@@ -625,7 +764,7 @@ impl<'c> Work<'c> {
                 engine.on_event(
                     &state.contact,
                     &state.history,
-                    &record,
+                    record,
                     &state.active_runs(),
                     now,
                 )
@@ -636,7 +775,7 @@ impl<'c> Work<'c> {
             engine.on_event(
                 &state.contact,
                 &state.history,
-                &record,
+                record,
                 &state.active_runs(),
                 now,
             )

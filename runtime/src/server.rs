@@ -35,7 +35,9 @@ pub struct ServeConfig {
     pub shutdown_grace: Duration,
     /// Timers claimed at once.
     pub timer_batch: i64,
-    /// How long a claim holds a timer.
+    /// How long a claim holds a timer or a message (`CAIRN_LEASE_SECS`): after a
+    /// crash, another daemon on the same PostgreSQL database takes the work over once
+    /// it expires.
     pub timer_lease: Duration,
     /// How often the timers are polled without a nudge.
     pub timer_poll: Duration,
@@ -43,7 +45,19 @@ pub struct ServeConfig {
     pub write_key: Option<String>,
     pub admin_token: Option<String>,
     pub webhook_secret: Option<String>,
+    /// Key of the signed links in messages (unsubscribe, tracking, preferences,
+    /// double opt-in); generated and stored on first start otherwise.
+    pub link_secret: Option<String>,
+    /// Respect for the contact: which consents need double opt-in.
+    pub respect: crate::respect::Settings,
     pub email_from: Option<String>,
+    pub email_reply_to: Option<String>,
+    /// Email over SMTP (`[email]`); the file outbox when `None`.
+    pub smtp: Option<crate::channels::SmtpConfig>,
+    /// SMS through a provider (`[sms]`); the file outbox when `None`.
+    pub sms: Option<crate::channels::SmsConfig>,
+    /// Push through a provider (`[push]`); the file outbox when `None`.
+    pub push: Option<crate::channels::PushConfig>,
 }
 
 impl ServeConfig {
@@ -62,7 +76,13 @@ impl ServeConfig {
             write_key: None,
             admin_token: None,
             webhook_secret: None,
+            link_secret: None,
+            respect: crate::respect::Settings::default(),
             email_from: None,
+            email_reply_to: None,
+            smtp: None,
+            sms: None,
+            push: None,
         }
     }
 }
@@ -231,8 +251,28 @@ pub async fn run_with_clock(
     on_start: impl FnOnce(&Started),
     clock: Arc<dyn Clock>,
 ) -> Result<(), ServeError> {
+    // One daemon per SQLite file: the lock is held until this function returns.
+    let _daemon_lock = match crate::store::sqlite_file(&config.database_url) {
+        Some(path) if !path.to_string_lossy().starts_with(":memory:") => {
+            Some(lock_sqlite_file(&path)?)
+        }
+        _ => None,
+    };
     let options = StoreOptions::default();
     let store = Store::open_with(&config.database_url, &options).await?;
+    if store.backend() == Backend::Sqlite {
+        // This daemon is the file's only worker: leases left by one that died (killed,
+        // or the machine lost power) are stale, and waiting for them to expire would
+        // only delay its timers and messages.
+        let (timers, messages) = store.release_all_leases().await?;
+        if timers + messages > 0 {
+            tracing::info!(
+                timers,
+                messages,
+                "took back the work a previous daemon held when it stopped"
+            );
+        }
+    }
     let credentials = credentials(&store, &config).await?;
     let worker_id = format!(
         "{}-{}-{}",
@@ -242,23 +282,27 @@ pub async fn run_with_clock(
     );
     let links = Links {
         base_url: config.public_url.clone(),
+        secret: crate::respect::link_secret(&store, config.link_secret.as_deref())
+            .await?
+            .into_bytes(),
     };
-    let core = Arc::new(Core::new(store.clone(), clock, links, worker_id));
+    let mut core = Core::new(store.clone(), clock, links, worker_id);
+    core.respect = config.respect.clone();
+    let core = Arc::new(core);
 
     let deployed = match &config.plan {
         Some(plan) => {
             let text = plan.to_json_pretty();
             admin::check_plan(&text).map_err(ServeError::Plan)?;
-            Some(
-                store
-                    .deploy(
-                        &text,
-                        &plan.content_hash,
-                        plan.git_commit.as_deref(),
-                        core.now(),
-                    )
-                    .await?,
-            )
+            crate::respect::check_settings(plan, &config.respect).map_err(ServeError::Plan)?;
+            match admin::deploy_plan(&core, &text, plan, false).await {
+                Ok(deployed) => Some(deployed),
+                // Runs in flight would be stranded: the user decides, not a restart.
+                Err(crate::store::StoreError::Conflict(refusal)) => {
+                    return Err(ServeError::Plan(refusal));
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         None => None,
     };
@@ -270,10 +314,27 @@ pub async fn run_with_clock(
     }
     let (ingest_routes, writers) =
         ingest::router(core.clone(), credentials.write_key_sha256.clone(), limits);
+    let callback_keys = crate::channels::callbacks::CallbackKeys {
+        sms: config
+            .sms
+            .as_ref()
+            .and_then(|s| s.token.clone().map(|t| (s.api.clone(), t))),
+        push: config.push.as_ref().and_then(|p| p.token.clone()),
+        public_url: config.public_url.clone(),
+    };
     let app = ingest_routes
+        .merge(crate::channels::callbacks::router(
+            core.clone(),
+            callback_keys,
+        ))
         .merge(admin::router(
             core.clone(),
             credentials.admin_token_sha256.clone(),
+        ))
+        .merge(crate::respect::router(
+            core.clone(),
+            credentials.admin_token_sha256.clone(),
+            credentials.webhook_secret.clone(),
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
@@ -289,8 +350,15 @@ pub async fn run_with_clock(
     if let Some(from) = &config.email_from {
         dispatch_config.email_from = from.clone();
     }
+    dispatch_config.lease = config.timer_lease;
+    dispatch_config.email_reply_to = config.email_reply_to.clone();
+    dispatch_config.smtp = config.smtp.clone();
+    dispatch_config.sms = config.sms.clone();
+    dispatch_config.push = config.push.clone();
+    dispatch_config.public_url = Some(config.public_url.clone());
+    dispatch_config.link_secret = Some(core.links.secret.clone());
     let dispatcher = Dispatcher::new(core.clone(), dispatch_config)
-        .map_err(|e| ServeError::Io(format!("cannot set up the HTTP client: {e}")))?;
+        .map_err(|e| ServeError::Io(format!("cannot set up the channels: {e}")))?;
     let dispatch = tokio::spawn(dispatcher.run(stop_rx));
 
     let listening = listener
@@ -332,6 +400,38 @@ pub async fn run_with_clock(
     served
 }
 
+/// Takes the exclusive lock that makes one daemon the only one on a SQLite file (an
+/// advisory lock on `FILE.daemon-lock`, released when the returned file is dropped or
+/// the process dies).
+fn lock_sqlite_file(path: &Path) -> Result<std::fs::File, ServeError> {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".daemon-lock");
+    let lock_path = PathBuf::from(name);
+    if let Some(parent) = lock_path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ServeError::Io(format!("cannot create `{}`: {e}", parent.display())))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| ServeError::Io(format!("cannot open `{}`: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Io(format!(
+            "another `cairn serve` is running on `{}` (it holds `{}`): run one daemon per \
+             SQLite file, or use PostgreSQL for several",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(ServeError::Io(format!(
+            "cannot lock `{}`: {e}",
+            lock_path.display()
+        ))),
+    }
+}
+
 /// Runs the daemon on a runtime of its own, listening on `listen`, until SIGTERM or
 /// Ctrl-C: what `cairn serve` calls.
 pub fn serve_blocking(
@@ -355,6 +455,10 @@ pub fn serve_blocking(
 /// Claims due timers in batches and runs them, until `stop`.
 async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Receiver<bool>) {
     let lease = i64::try_from(config.timer_lease.as_millis()).unwrap_or(60_000);
+    // Halved after a batch that failed for good, doubled back after one that worked:
+    // when transactions keep failing (connections dropped under it), smaller ones
+    // still get through.
+    let mut batch = config.timer_batch.max(1);
     loop {
         if *stop.borrow() {
             return;
@@ -362,14 +466,22 @@ async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Rec
         let now = core.now();
         let claimed = core
             .store
-            .claim_timers(&core.worker_id, now, now + lease, config.timer_batch)
+            .claim_timers(&core.worker_id, now, now + lease, batch)
             .await;
         let wait = match claimed {
             Ok(timers) if !timers.is_empty() => {
                 if let Err(e) = core.run_timers(&timers).await {
-                    tracing::warn!(error = %e, "running timers failed; their leases will expire");
-                    Duration::from_secs(1)
+                    // Give them back (after the retries `run_timers` made), so they run
+                    // on the next try rather than when their leases expire.
+                    let given_back = crate::store::retrying("giving timers back", || {
+                        core.store.unclaim_timers(&timers, &core.worker_id)
+                    })
+                    .await;
+                    tracing::warn!(error = %e, given_back = ?given_back.ok(), batch, "running timers failed");
+                    batch = (batch / 2).max(1);
+                    Duration::from_millis(200)
                 } else {
+                    batch = batch.saturating_mul(2).min(config.timer_batch.max(1));
                     continue;
                 }
             }

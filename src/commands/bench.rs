@@ -1,12 +1,40 @@
-//! `cairn bench`: ingestion throughput of a daemon over loopback, through `/v1/batch`.
-//! Build in release (`cargo run --release -- bench`) for figures worth comparing.
+//! `cairn bench`: the daemon's figures, measured over loopback. Ingestion throughput
+//! through `/v1/batch` with the project's events; then, on a fresh store with a small
+//! journey of its own, engine transitions per second with timers firing, timer
+//! lateness, and resident memory while a million timers are scheduled. Build in
+//! release (`cargo run --release -- bench`) for figures worth comparing.
 
 use super::CommandResult;
 use super::deploy::project_plan;
 use crate::Outcome;
 use crate::cli::BenchArgs;
-use cairn_runtime::bench::{BenchOptions, run_blocking};
+use cairn_runtime::bench::{BenchOptions, EngineOptions, run_blocking, run_engine_blocking};
 use std::path::PathBuf;
+
+/// The engine part's project: a journey moved by two timers, and one that holds its
+/// contact on a 30-day timer.
+const ENGINE_PROJECT: &str = r#"
+event bench_start "Bench Start" { n number }
+event bench_hold "Bench Hold" { n number }
+
+tag bench_moved "moved by its first timer"
+
+journey bench_flow {
+  when bench_start
+  audience true
+  wait 5s
+  tag add bench_moved
+  wait 1s
+  tag remove bench_moved
+}
+
+journey bench_hold {
+  when bench_hold
+  audience true
+  wait 30d
+  tag add bench_moved
+}
+"#;
 
 pub fn run(args: &BenchArgs) -> CommandResult {
     let path = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -32,5 +60,38 @@ pub fn run(args: &BenchArgs) -> CommandResult {
     }
     let report = run_blocking(plan, &options).map_err(|e| miette::miette!("{e}"))?;
     println!("{report}");
+    if args.server.is_some() || (args.runs == 0 && args.timers == 0) {
+        return Ok(Outcome::Ok);
+    }
+    let engine = EngineOptions {
+        runs: args.runs,
+        rate: args.rate,
+        timers: args.timers,
+        database_url: args.database.clone(),
+        connections: args.connections,
+        batch: args.batch,
+    };
+    let report =
+        run_engine_blocking(engine_plan()?, &engine).map_err(|e| miette::miette!("{e}"))?;
+    println!("{report}");
     Ok(Outcome::Ok)
+}
+
+/// Builds the engine part's project in a scratch folder.
+fn engine_plan() -> miette::Result<cairn_plan::Plan> {
+    let dir = std::env::temp_dir().join(format!("cairn-bench-project-{}", std::process::id()));
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| miette::miette!("cannot write the bench project: {e}"))
+    };
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| miette::miette!("cannot create `{}`: {e}", dir.display()))?;
+    write(
+        "cairn.toml",
+        "[project]\nname = \"bench\"\ncurrency = \"EUR\"\n",
+    )?;
+    write("bench.cairn", ENGINE_PROJECT)?;
+    let plan = project_plan(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    plan?.ok_or_else(|| miette::miette!("the engine bench's own project does not build"))
 }

@@ -13,6 +13,7 @@ use crate::cli::ServeArgs;
 use cairn_compiler::project::STATE_DIR;
 use cairn_runtime::server::{ServeConfig, Started, init_tracing, serve_blocking};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub fn run(args: &ServeArgs) -> CommandResult {
     let dir = args.project.clone().unwrap_or_else(|| PathBuf::from("."));
@@ -57,8 +58,21 @@ pub fn run(args: &ServeArgs) -> CommandResult {
     config.write_key = secret("CAIRN_WRITE_KEY");
     config.admin_token = secret("CAIRN_ADMIN_TOKEN");
     config.webhook_secret = secret("CAIRN_WEBHOOK_SECRET");
-    config.email_from = secret("CAIRN_EMAIL_FROM");
+    config.link_secret = secret("CAIRN_LINK_SECRET");
+    config.respect.double_opt_in = project.manifest.double_opt_in.clone();
+    super::serve_channels::configure(args, &project.manifest, &project.root, &mut config)?;
+    if let Some(lease) = secret("CAIRN_LEASE_SECS") {
+        match lease.parse::<u64>() {
+            Ok(seconds) if seconds > 0 => config.timer_lease = Duration::from_secs(seconds),
+            _ => {
+                return Err(miette::miette!(
+                    "CAIRN_LEASE_SECS is `{lease}`: expected a whole number of seconds above 0"
+                ));
+            }
+        }
+    }
 
+    let channels = super::serve_channels::describe(&config, &outbox);
     init_tracing();
     let shown_database = redact(&database);
     let on_start = |started: &Started| {
@@ -89,10 +103,9 @@ pub fn run(args: &ServeArgs) -> CommandResult {
                     .display()
             ),
         }
-        eprintln!(
-            "emails, SMS and push messages are written to `{}`",
-            outbox.display()
-        );
+        for line in &channels {
+            eprintln!("{line}");
+        }
     };
     serve_blocking(config, &listen, on_start).map_err(|e| miette::miette!("{e}"))?;
     eprintln!("cairn serve: stopped");

@@ -3,6 +3,9 @@
 //! CLI, and by Segment's own Python and Node SDKs.
 
 use crate::support::{cairn, repo_root};
+
+mod channels;
+mod live;
 use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -55,6 +58,11 @@ impl Daemon {
     }
 
     fn start_in(dir: tempfile::TempDir) -> Daemon {
+        Daemon::start_in_with(dir, &[])
+    }
+
+    /// Like [`Daemon::start_in`], with extra environment variables.
+    fn start_in_with(dir: tempfile::TempDir, env: &[(&str, &str)]) -> Daemon {
         let mut child = cairn()
             .arg("serve")
             .arg(dir.path())
@@ -64,6 +72,7 @@ impl Daemon {
             .env_remove("CAIRN_ADMIN_TOKEN")
             .env_remove("CAIRN_DATABASE_URL")
             .env_remove("CAIRN_LISTEN")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -642,3 +651,121 @@ fn segments_node_sdk_sends_to_the_daemon() {
     );
     assert_sdk_calls_stored(&daemon, "node-noor", "Noor");
 }
+
+/// The welcome project of the in-flight tests: `journey` is the journey's steps.
+fn welcome_project(journey: &str) -> String {
+    format!(
+        "contact {{\n  email email?\n}}\nevent signed_up {{ plan string }}\nevent confirmed {{}}\n\
+         template hello email transactional {{\n  subject \"Hello\"\n  html \"<p>Hello</p>\"\n}}\n\n\
+         journey welcome {{\n  when signed_up\n  audience true\n{journey}}}\n"
+    )
+}
+
+#[test]
+fn a_deploy_that_strands_contacts_is_refused_and_a_migration_moves_them_on() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let source = dir.path().join("welcome.cairn");
+    let v1 = "  first: wait 3d\n  send email hello\n";
+    std::fs::write(&source, welcome_project(v1)).expect("write v1");
+    let daemon = Daemon::start_in(dir);
+    for who in ["ana", "bob"] {
+        let (status, body) = daemon.post(
+            "/v1/identify",
+            &json!({"userId": who, "traits": {"email": format!("{who}@example.com")}}),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = daemon.post(
+            "/v1/track",
+            &json!({"userId": who, "event": "signed_up", "properties": {"plan": "pro"}}),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    let project = daemon.dir.path().to_path_buf();
+    let deploy = |extra: &[&str]| {
+        let output = cairn()
+            .args(["deploy", ".", "--server", &daemon.url])
+            .args(extra)
+            .current_dir(&project)
+            .env("NO_COLOR", "1")
+            .env_remove("CAIRN_ADMIN_TOKEN")
+            .output()
+            .expect("run cairn deploy");
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    // v2 renames the wait: the two contacts waiting at `first` would be stranded.
+    let v2 = "  pause: wait for confirmed within 7d {\n    send email hello\n  } timeout {\n    exit\n  }\n";
+    std::fs::write(&source, welcome_project(v2)).expect("write v2");
+    let (code, err) = deploy(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(
+            "2 contacts are waiting at `welcome.first` (version 1): the new plan removes it"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("migrate OLD -> NEW"), "{err}");
+    let (status, body) = daemon.get("/admin/status", true);
+    assert_eq!(status, 200);
+    let status: Json = serde_json::from_str(&body).expect("status");
+    assert_eq!(status["active_version"], json!(1), "nothing changed");
+
+    // A migration from a step the deployed plan does not have is caught before sending.
+    let typo = format!("  migrate frist -> pause\n{v2}");
+    std::fs::write(&source, welcome_project(&typo)).expect("write a typo");
+    let (code, err) = deploy(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("E0601"), "{err}");
+
+    // With `migrate first -> pause` they move and wait for `confirmed` on version 2.
+    let v3 = format!("  migrate first -> pause\n{v2}");
+    std::fs::write(&source, welcome_project(&v3)).expect("write v3");
+    let (code, err) = deploy(&[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("version 2 is active"), "{err}");
+    let at_pause = || {
+        let (_, body) = daemon.get("/admin/status", true);
+        let status: Json = serde_json::from_str(&body).ok()?;
+        let journey = status["journeys"].as_array()?.first()?.clone();
+        let rows = journey["in_flight"].as_array()?.clone();
+        let all_moved = rows.len() == 1
+            && rows[0]["step"] == json!("pause")
+            && rows[0]["plan_version"] == json!(2)
+            && rows[0]["state"] == json!("waiting_for_event")
+            && rows[0]["runs"] == json!(2);
+        all_moved.then_some(())
+    };
+    wait_for("the runs at `pause`", Duration::from_secs(30), at_pause);
+    // And they continue: the event sends the greeting.
+    let (status, body) = daemon.post(
+        "/v1/track",
+        &json!({"userId": "ana", "event": "confirmed", "properties": {}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_for("ana's greeting", Duration::from_secs(30), || {
+        let trace = daemon.contact("ana");
+        trace["outcomes"]
+            .as_array()?
+            .iter()
+            .any(|o| o["kind"] == json!("send") && o["step"] == json!("pause.event.send#1"))
+            .then_some(())
+    });
+
+    // A plan that removes the journey's step again strands them; `--strand` deploys it.
+    std::fs::write(&source, welcome_project("  send email hello\n")).expect("write v4");
+    let (code, err) = deploy(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("1 contact is waiting at `welcome.pause`"),
+        "{err}"
+    );
+    let (code, err) = deploy(&["--strand"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("version 3 is active"), "{err}");
+}
+
+/// Unsubscribe, preferences, double opt-in, tracking and provider webhooks.
+mod respect;

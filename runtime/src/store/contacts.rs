@@ -359,7 +359,7 @@ pub struct EventRow {
 
 const ENSURE_CONTACTS: (&str, &str) = (
     "INSERT INTO contacts (contact_id, traits, created_at, updated_at)
-     SELECT value, '{}', $2, $2 FROM json_each($1) WHERE true
+     SELECT value, '{}', $2, $2 FROM jsonb_each($1) WHERE true
      ON CONFLICT (contact_id) DO NOTHING
      RETURNING contact_id",
     "INSERT INTO contacts (contact_id, traits, created_at, updated_at)
@@ -370,51 +370,51 @@ const ENSURE_CONTACTS: (&str, &str) = (
 
 const LOAD_CONTACTS: (&str, &str) = (
     "SELECT contact_id, traits, time_zone, created_at, erased FROM contacts
-     WHERE contact_id IN (SELECT value FROM json_each($1))",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1))",
     "SELECT contact_id, traits, time_zone, created_at, erased FROM contacts
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_CONSENTS: (&str, &str) = (
     "SELECT contact_id, consent, granted FROM consents
-     WHERE contact_id IN (SELECT value FROM json_each($1))",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1))",
     "SELECT contact_id, consent, granted FROM consents
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_TAGS: (&str, &str) = (
     "SELECT contact_id, tag, added_at FROM tags
-     WHERE contact_id IN (SELECT value FROM json_each($1))",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1))",
     "SELECT contact_id, tag, added_at FROM tags
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_SCORES: (&str, &str) = (
     "SELECT contact_id, score, value FROM scores
-     WHERE contact_id IN (SELECT value FROM json_each($1))",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1))",
     "SELECT contact_id, score, value FROM scores
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_SEGMENTS: (&str, &str) = (
     "SELECT contact_id, segment, entered_at FROM segment_members
-     WHERE contact_id IN (SELECT value FROM json_each($1))",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1))",
     "SELECT contact_id, segment, entered_at FROM segment_members
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_EVENTS: (&str, &str) = (
     "SELECT contact_id, id, name, payload, occurred_at FROM events
-     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY occurred_at, id",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1)) ORDER BY occurred_at, id",
     "SELECT contact_id, id, name, payload, occurred_at FROM events
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY occurred_at, id",
 );
 const LOAD_RUNS: (&str, &str) = (
     "SELECT run_id, contact_id, journey, plan_version, step, state, wait_event, until_at,
             bindings, visits, entered_at, ended_at, end_reason FROM runs
-     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY entered_at, run_id",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1)) ORDER BY entered_at, run_id",
     "SELECT run_id, contact_id, journey, plan_version, step, state, wait_event, until_at,
             bindings, visits, entered_at, ended_at, end_reason FROM runs
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY entered_at, run_id",
 );
 const LOAD_SENDS: (&str, &str) = (
     "SELECT contact_id, created_at, channel, marketing FROM outbox
-     WHERE contact_id IN (SELECT value FROM json_each($1)) ORDER BY created_at",
+     WHERE contact_id IN (SELECT value FROM jsonb_each($1)) ORDER BY created_at",
     "SELECT contact_id, created_at, channel, marketing FROM outbox
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY created_at",
 );
@@ -423,7 +423,7 @@ const INSERT_EVENTS: (&str, &str) = (
                          message_id)
      SELECT value->>'contact_id', value->>'anonymous_id', value->>'name', value->'payload',
             value->>'occurred_at', value->>'received_at', value->>'message_id'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (message_id) DO NOTHING
      RETURNING id, message_id",
     "INSERT INTO events (contact_id, anonymous_id, name, payload, occurred_at, received_at,

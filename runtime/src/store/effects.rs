@@ -4,7 +4,8 @@
 //! A transaction *stages* each decision in a [`WriteSet`] (which also changes the
 //! in-memory [`ContactState`], so the next decision of the batch sees it) and *flushes*
 //! the set once before committing: one statement per table for the whole transaction,
-//! its rows passed as one JSON parameter (`json_each` on SQLite, `jsonb_to_recordset` on
+//! its rows passed as one JSON parameter (`jsonb_each` on SQLite, which parses it once
+//! and then reads each row's fields from the binary form; `jsonb_to_recordset` on
 //! PostgreSQL). A statement per row would cost a round trip to the database each.
 
 use super::contacts::{ContactState, state_columns};
@@ -378,7 +379,7 @@ const UPSERT_RUNS: (&str, &str) = (
             value->>'step', value->>'state', value->>'wait_event', value->>'until_at',
             value->'bindings', value->'visits', value->>'entered_at', value->>'ended_at',
             value->>'end_reason', value->>'updated_at'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (run_id) DO UPDATE SET
         plan_version = excluded.plan_version, step = excluded.step, state = excluded.state,
         wait_event = excluded.wait_event, until_at = excluded.until_at,
@@ -406,7 +407,7 @@ const UPSERT_TIMERS: (&str, &str) = (
     "INSERT INTO timers (key, kind, contact_id, run_id, detail, due_at)
      SELECT value->>'key', value->>'kind', value->>'contact_id', value->>'run_id',
             value->>'detail', value->>'due_at'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (key) DO UPDATE SET
         due_at = excluded.due_at, detail = excluded.detail,
         lease_owner = NULL, lease_expires_at = NULL",
@@ -420,7 +421,7 @@ const UPSERT_TIMERS: (&str, &str) = (
 );
 
 const DELETE_TIMERS: (&str, &str) = (
-    "DELETE FROM timers WHERE key IN (SELECT value FROM json_each($1))",
+    "DELETE FROM timers WHERE key IN (SELECT value FROM jsonb_each($1))",
     "DELETE FROM timers WHERE key IN (SELECT jsonb_array_elements_text($1))",
 );
 
@@ -430,7 +431,7 @@ const INSERT_MESSAGES: (&str, &str) = (
      SELECT value->>'run_id', value->>'step', value->>'visit', value->>'contact_id',
             value->>'channel', value->>'template', value->>'marketing', value->>'address',
             value->'payload', value->>'next_attempt_at', value->>'created_at'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (run_id, step, visit) DO NOTHING",
     "INSERT INTO outbox (run_id, step, visit, contact_id, channel, template, marketing, address,
                          payload, next_attempt_at, created_at)
@@ -446,7 +447,7 @@ const INSERT_OUTCOMES: (&str, &str) = (
     "INSERT INTO outcomes (at, contact_id, journey, run_id, step, kind, detail)
      SELECT value->>'at', value->>'contact_id', value->>'journey', value->>'run_id',
             value->>'step', value->>'kind', value->'detail'
-     FROM json_each($1)",
+     FROM jsonb_each($1)",
     "INSERT INTO outcomes (at, contact_id, journey, run_id, step, kind, detail)
      SELECT x.at, x.contact_id, x.journey, x.run_id, x.step, x.kind, x.detail
      FROM jsonb_to_recordset($1) AS x(at bigint, contact_id text, journey text, run_id text,
@@ -455,7 +456,7 @@ const INSERT_OUTCOMES: (&str, &str) = (
 
 const UPSERT_TAGS: (&str, &str) = (
     "INSERT INTO tags (contact_id, tag, added_at)
-     SELECT value->>'contact_id', value->>'name', value->>'at' FROM json_each($1) WHERE true
+     SELECT value->>'contact_id', value->>'name', value->>'at' FROM jsonb_each($1) WHERE true
      ON CONFLICT (contact_id, tag) DO NOTHING",
     "INSERT INTO tags (contact_id, tag, added_at)
      SELECT x.contact_id, x.name, x.at
@@ -465,7 +466,7 @@ const UPSERT_TAGS: (&str, &str) = (
 
 const DELETE_TAGS: (&str, &str) = (
     "DELETE FROM tags WHERE (contact_id, tag) IN
-        (SELECT value->>'contact_id', value->>'name' FROM json_each($1))",
+        (SELECT value->>'contact_id', value->>'name' FROM jsonb_each($1))",
     "DELETE FROM tags WHERE (contact_id, tag) IN
         (SELECT x.contact_id, x.name FROM jsonb_to_recordset($1) AS x(contact_id text, name text))",
 );
@@ -473,7 +474,7 @@ const DELETE_TAGS: (&str, &str) = (
 const UPSERT_SCORES: (&str, &str) = (
     "INSERT INTO scores (contact_id, score, value, updated_at)
      SELECT value->>'contact_id', value->>'name', value->>'value', value->>'at'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (contact_id, score) DO UPDATE
      SET value = excluded.value, updated_at = excluded.updated_at",
     "INSERT INTO scores (contact_id, score, value, updated_at)
@@ -485,7 +486,7 @@ const UPSERT_SCORES: (&str, &str) = (
 
 const UPSERT_SEGMENTS: (&str, &str) = (
     "INSERT INTO segment_members (contact_id, segment, entered_at)
-     SELECT value->>'contact_id', value->>'name', value->>'at' FROM json_each($1) WHERE true
+     SELECT value->>'contact_id', value->>'name', value->>'at' FROM jsonb_each($1) WHERE true
      ON CONFLICT (contact_id, segment) DO NOTHING",
     "INSERT INTO segment_members (contact_id, segment, entered_at)
      SELECT x.contact_id, x.name, x.at
@@ -495,7 +496,7 @@ const UPSERT_SEGMENTS: (&str, &str) = (
 
 const DELETE_SEGMENTS: (&str, &str) = (
     "DELETE FROM segment_members WHERE (contact_id, segment) IN
-        (SELECT value->>'contact_id', value->>'name' FROM json_each($1))",
+        (SELECT value->>'contact_id', value->>'name' FROM jsonb_each($1))",
     "DELETE FROM segment_members WHERE (contact_id, segment) IN
         (SELECT x.contact_id, x.name FROM jsonb_to_recordset($1) AS x(contact_id text, name text))",
 );
@@ -503,7 +504,7 @@ const DELETE_SEGMENTS: (&str, &str) = (
 const UPSERT_CONSENTS: (&str, &str) = (
     "INSERT INTO consents (contact_id, consent, granted, source, changed_at)
      SELECT value->>'contact_id', value->>'name', value->>'flag', value->>'value', value->>'at'
-     FROM json_each($1) WHERE true
+     FROM jsonb_each($1) WHERE true
      ON CONFLICT (contact_id, consent) DO UPDATE
      SET granted = excluded.granted, source = excluded.source, changed_at = excluded.changed_at",
     "INSERT INTO consents (contact_id, consent, granted, source, changed_at)
@@ -518,7 +519,7 @@ const UPDATE_TRAITS: (&str, &str) = (
     "UPDATE contacts SET traits = t.traits, time_zone = t.time_zone, updated_at = t.updated_at
      FROM (SELECT value->>'contact_id' AS contact_id, value->'traits' AS traits,
                   value->>'time_zone' AS time_zone, value->>'updated_at' AS updated_at
-           FROM json_each($1)) AS t
+           FROM jsonb_each($1)) AS t
      WHERE contacts.contact_id = t.contact_id",
     "UPDATE contacts SET traits = t.traits, time_zone = t.time_zone, updated_at = t.updated_at
      FROM jsonb_to_recordset($1) AS t(contact_id text, traits jsonb, time_zone text,

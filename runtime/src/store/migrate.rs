@@ -7,6 +7,7 @@
 
 use super::{Pools, Result, Store, StoreError};
 use sqlx::Row;
+use std::collections::BTreeSet;
 
 struct Migration {
     version: i64,
@@ -15,15 +16,35 @@ struct Migration {
     postgres: &'static str,
 }
 
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sqlite: include_str!("migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("migrations/postgres/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "channels",
+        sqlite: include_str!("migrations/sqlite/0002_channels.sql"),
+        postgres: include_str!("migrations/postgres/0002_channels.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "suppressions",
+        sqlite: include_str!("migrations/sqlite/0003_suppressions.sql"),
+        postgres: include_str!("migrations/postgres/0003_suppressions.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "data_rights",
+        sqlite: include_str!("migrations/sqlite/0004_data_rights.sql"),
+        postgres: include_str!("migrations/postgres/0004_data_rights.sql"),
+    },
+];
 
-/// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this binary writes: the highest migration it has.
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Any number, the same in every daemon: the advisory lock's key.
 const MIGRATION_LOCK: i64 = 0x6361_6972_6e00;
@@ -44,13 +65,9 @@ impl Store {
             Pools::Sqlite { write, .. } => {
                 let mut tx = write.begin_with("BEGIN IMMEDIATE").await?;
                 sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
-                let applied: Option<i64> =
-                    sqlx::query("SELECT MAX(version) AS v FROM cairn_migrations")
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("v")?;
-                let applied = check(applied.unwrap_or(0))?;
-                for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+                let applied: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *tx).await?;
+                let applied = check(applied.into_iter().collect())?;
+                for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
                     sqlx::raw_sql(m.sqlite).execute(&mut *tx).await?;
                     sqlx::query(RECORD)
                         .bind(m.version)
@@ -68,13 +85,9 @@ impl Store {
                     .execute(&mut *tx)
                     .await?;
                 sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
-                let applied: Option<i64> =
-                    sqlx::query("SELECT MAX(version) AS v FROM cairn_migrations")
-                        .fetch_one(&mut *tx)
-                        .await?
-                        .try_get("v")?;
-                let applied = check(applied.unwrap_or(0))?;
-                for m in MIGRATIONS.iter().filter(|m| m.version > applied) {
+                let applied: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *tx).await?;
+                let applied = check(applied.into_iter().collect())?;
+                for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
                     sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
                     sqlx::query(RECORD)
                         .bind(m.version)
@@ -101,10 +114,16 @@ impl Store {
     }
 }
 
-fn check(applied: i64) -> Result<i64> {
-    if applied > SCHEMA_VERSION {
+/// Migration numbers may have gaps (each feature has its own number), so a migration
+/// is applied when its own version is not recorded, not when it is above the highest.
+const APPLIED: &str = "SELECT version FROM cairn_migrations";
+
+fn check(applied: BTreeSet<i64>) -> Result<BTreeSet<i64>> {
+    if let Some(&found) = applied.last()
+        && found > SCHEMA_VERSION
+    {
         return Err(StoreError::SchemaTooNew {
-            found: applied,
+            found,
             known: SCHEMA_VERSION,
         });
     }

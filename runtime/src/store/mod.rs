@@ -18,11 +18,16 @@
 //! daemons never run one contact's transitions at once.
 
 pub mod admin;
+pub mod channels;
 pub mod contacts;
 pub mod effects;
 mod migrate;
 pub mod outbox;
 pub mod plans;
+pub mod replay;
+pub mod respect;
+pub mod rights;
+pub mod stats;
 pub mod timers;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -99,6 +104,50 @@ impl StoreError {
                 | sqlx::Error::WorkerCrashed,
             ) => true,
             _ => false,
+        }
+    }
+}
+
+/// How many times [`retrying`] runs a unit of work that keeps failing transiently.
+pub const RETRY_ATTEMPTS: u32 = 8;
+
+/// The pause before retry number `attempt` (1, 2, …): 25 ms doubling up to 2 s, with
+/// up to a quarter more at random so workers that failed together do not retry
+/// together. The first seven pauses add up to about 3 s, enough for a dropped
+/// PostgreSQL connection to be replaced or a failover to finish.
+pub fn retry_delay(attempt: u32) -> Duration {
+    let base = Duration::from_millis(25)
+        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
+        .min(Duration::from_secs(2));
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let quarter = u32::try_from(base.as_micros() / 4)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    base + Duration::from_micros(u64::from(jitter % quarter))
+}
+
+/// Runs `work` until it succeeds, fails for good, or has failed transiently
+/// [`RETRY_ATTEMPTS`] times, pausing [`retry_delay`] between tries. `work` must be
+/// safe to run again: each try is a whole transaction, and a try whose commit was lost
+/// with its connection is either a no-op when repeated (guarded by leases or unique
+/// keys) or reported as one.
+pub async fn retrying<T, F, Fut>(what: &str, mut work: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match work().await {
+            Err(e) if e.is_retryable() && attempt < RETRY_ATTEMPTS => {
+                let delay = retry_delay(attempt);
+                tracing::info!(error = %e, attempt, ?delay, "{what} failed; retrying");
+                tokio::time::sleep(delay).await;
+            }
+            other => return other,
         }
     }
 }
@@ -312,6 +361,15 @@ impl Tx {
             Tx::Postgres(_) => Backend::Postgres,
         }
     }
+}
+
+/// The file of a SQLite store URL (`sqlite:PATH` or a path ending in `.db`), or `None`
+/// for another kind of URL.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return None;
+    }
+    sqlite_path(url).map(std::path::PathBuf::from)
 }
 
 /// The file a SQLite URL or path names, or `None` for another kind of URL.

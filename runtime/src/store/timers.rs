@@ -53,11 +53,20 @@ const CLAIM_SQLITE: &str = "UPDATE timers
 
 const RELEASE_TIMERS: (&str, &str) = (
     "DELETE FROM timers WHERE lease_owner = $2 AND (id, attempt) IN
-        (SELECT value->>0, value->>1 FROM json_each($1))
+        (SELECT value->>0, value->>1 FROM jsonb_each($1))
      RETURNING id",
     "DELETE FROM timers WHERE lease_owner = $2 AND (id, attempt) IN
         (SELECT (value->>0)::bigint, (value->>1)::bigint FROM jsonb_array_elements($1))
      RETURNING id",
+);
+
+const UNCLAIM_TIMERS: (&str, &str) = (
+    "UPDATE timers SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE lease_owner = $2 AND (id, attempt) IN
+        (SELECT value->>0, value->>1 FROM jsonb_each($1))",
+    "UPDATE timers SET lease_owner = NULL, lease_expires_at = NULL
+     WHERE lease_owner = $2 AND (id, attempt) IN
+        (SELECT (value->>0)::bigint, (value->>1)::bigint FROM jsonb_array_elements($1))",
 );
 
 impl Store {
@@ -85,6 +94,55 @@ impl Store {
                 .await?;
             Ok(row.try_get::<Option<i64>, _>("due")?)
         })
+    }
+
+    /// Gives back timers this worker claimed but could not run (their transaction
+    /// failed for good), so they are claimed again at once rather than when the lease
+    /// expires. Best effort: a timer not given back waits for its lease.
+    pub async fn unclaim_timers(&self, timers: &[ClaimedTimer], owner: &str) -> Result<u64> {
+        if timers.is_empty() {
+            return Ok(0);
+        }
+        let pairs: Vec<(i64, i64)> = timers.iter().map(|t| (t.id, t.attempt)).collect();
+        let mut tx = self.begin().await?;
+        let sql = tx.pick(UNCLAIM_TIMERS);
+        let freed = on_tx!(&mut tx, c => sqlx::query(sql)
+            .bind(super::json(&pairs))
+            .bind(owner)
+            .execute(&mut *c)
+            .await?
+            .rows_affected());
+        tx.commit().await?;
+        Ok(freed)
+    }
+
+    /// Frees every lease on timers and outbox messages, so their work is claimed again
+    /// at once. Only for a daemon that knows it is the store's one worker: a SQLite
+    /// daemon at start, holding the file's daemon lock, whose predecessor may have died
+    /// holding leases. The guards still hold: work a dead worker claimed is redone by a
+    /// new claim (a new attempt), and the outbox's idempotency keys keep a message from
+    /// being queued twice.
+    pub async fn release_all_leases(&self) -> Result<(u64, u64)> {
+        let mut tx = self.begin().await?;
+        let freed = on_tx!(&mut tx, c => {
+            let timers = sqlx::query(
+                "UPDATE timers SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE lease_owner IS NOT NULL",
+            )
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            let messages = sqlx::query(
+                "UPDATE outbox SET lease_owner = NULL, lease_expires_at = NULL
+                 WHERE lease_owner IS NOT NULL AND state = 'pending'",
+            )
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            (timers, messages)
+        });
+        tx.commit().await?;
+        Ok(freed)
     }
 
     /// How many timers are due at `now`, and how late the oldest is (ms).
@@ -199,4 +257,78 @@ where
         attempt: row.try_get("attempt")?,
         work,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::{Effects, Run, RunState};
+    use crate::store::tests::on_both;
+    use std::collections::BTreeMap;
+
+    #[tokio::test]
+    async fn claims_given_back_or_freed_are_claimed_again_at_once() {
+        on_both("unclaim", |store| async move {
+            let plan = cairn_plan::Plan::new("test");
+            let mut tx = store.begin().await.expect("begin");
+            for contact in ["ana", "bob"] {
+                let mut state = tx.load_state(contact, 0).await.expect("state");
+                let effects = Effects {
+                    runs: vec![Run {
+                        id: format!("welcome/{contact}/1"),
+                        contact_id: contact.into(),
+                        journey: "welcome".into(),
+                        plan_version: 1,
+                        step: Some("hi".into()),
+                        state: RunState::Waiting { until: 100 },
+                        bindings: BTreeMap::new(),
+                        entered_at: 0,
+                        visits: BTreeMap::new(),
+                    }],
+                    ..Effects::default()
+                };
+                tx.apply_effects(&mut state, &effects, &plan, 0)
+                    .await
+                    .expect("apply");
+            }
+            tx.commit().await.expect("commit");
+            let claimed = store
+                .claim_timers("w1", 100, 60_000, 10)
+                .await
+                .expect("claim");
+            assert_eq!(claimed.len(), 2);
+            let none = store
+                .claim_timers("w2", 200, 60_000, 10)
+                .await
+                .expect("claim");
+            assert!(none.is_empty(), "leased");
+
+            // w1 gives ana's back (after its transaction failed for good); another
+            // worker cannot give back what it does not hold.
+            let given = store.unclaim_timers(&claimed[..1], "w2").await;
+            assert_eq!(given.expect("unclaim"), 0);
+            let given = store.unclaim_timers(&claimed[..1], "w1").await;
+            assert_eq!(given.expect("unclaim"), 1);
+            let again = store
+                .claim_timers("w2", 200, 60_000, 10)
+                .await
+                .expect("claim");
+            assert_eq!(again.len(), 1);
+            assert_eq!(again[0].id, claimed[0].id);
+
+            // A SQLite daemon starting after a crash frees every lease, bob's too.
+            let freed = store.release_all_leases().await.expect("free");
+            assert_eq!(freed, (2, 0));
+            let all = store
+                .claim_timers("w3", 200, 60_000, 10)
+                .await
+                .expect("claim");
+            assert_eq!(all.len(), 2);
+            // The dead worker's claims release nothing now.
+            let mut tx = store.begin().await.expect("begin");
+            let released = tx.release_timers(&claimed, "w1").await.expect("release");
+            assert!(released.is_empty(), "{released:?}");
+            tx.rollback().await.expect("rollback");
+        })
+        .await;
+    }
 }
