@@ -9,7 +9,7 @@
 //! generic JSON provider API to an HTTP server on loopback. Each figure is the median of
 //! `CAIRN_BENCH_RUNS` runs (default 3) of `CAIRN_BENCH_MESSAGES` messages (default 5000),
 //! counted from the first claim to the last result recorded; `CAIRN_BENCH_POOLS` lists the
-//! SMTP pool sizes to measure (default `1,10,50`).
+//! SMTP pool sizes to measure (default `1,10,100`).
 
 use cairn_runtime::channels::bench::{SmtpSink, drain, queue, sms_config, sms_sink, smtp_config};
 use cairn_runtime::store::Store;
@@ -52,7 +52,7 @@ fn main() {
             }
         };
         let pools: Vec<u32> = std::env::var("CAIRN_BENCH_POOLS")
-            .unwrap_or_else(|_| "1,10,50".into())
+            .unwrap_or_else(|_| "1,10,100".into())
             .split(',')
             .filter_map(|p| p.trim().parse().ok())
             .collect();

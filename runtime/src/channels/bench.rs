@@ -37,6 +37,17 @@ impl SmtpSink {
         maildir: &Path,
         count_only: bool,
     ) -> Result<SmtpSink, String> {
+        SmtpSink::start_with(python, port, maildir, count_only, &[])
+    }
+
+    /// Starts it with more of `server.py`'s options (`--tls-cert`, `--tls`...).
+    pub fn start_with(
+        python: &str,
+        port: u16,
+        maildir: &Path,
+        count_only: bool,
+        options: &[&std::ffi::OsStr],
+    ) -> Result<SmtpSink, String> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/server.py");
         let mut command = std::process::Command::new(python);
         command
@@ -48,6 +59,7 @@ impl SmtpSink {
         if count_only {
             command.arg("--count-only");
         }
+        command.args(options);
         let mut child = command
             .spawn()
             .map_err(|e| format!("`{python}` cannot be started: {e}"))?;
@@ -70,6 +82,23 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The Python with aiosmtpd named by `CAIRN_TEST_PYTHON`, or `None` (with a note naming
+/// `test`) when it is unset on a developer's machine. Under CI (`CI` set) a missing
+/// Python is an error, so that SMTP tests never pass by being skipped.
+pub fn test_python(test: &str) -> Option<String> {
+    match std::env::var("CAIRN_TEST_PYTHON") {
+        Ok(python) => Some(python),
+        Err(_) if std::env::var_os("CI").is_some() => panic!(
+            "{test}: CAIRN_TEST_PYTHON is unset under CI: set it to a Python with aiosmtpd \
+             (.ci/run installs one in target/sdk-venv)"
+        ),
+        Err(_) => {
+            eprintln!("{test}: SMTP not tested against a real server (CAIRN_TEST_PYTHON is unset)");
+            None
+        }
     }
 }
 

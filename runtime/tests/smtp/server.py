@@ -16,7 +16,14 @@ Recipients script the answers, by their local part:
 
 With `--count-only`, accepted messages are counted, not written (for benchmarks); the
 count is printed when the server stops (SIGTERM or SIGINT).
+
+With `--tls-cert CERT.pem --tls-key KEY.pem`, the server offers STARTTLS and requires
+it before any mail command (`--tls starttls`, the default) or speaks TLS from the first
+byte (`--tls implicit`).
 """
+
+import argparse
+import ssl
 
 import asyncio
 import email
@@ -89,13 +96,31 @@ class Handler:
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    count_only = "--count-only" in sys.argv
-    port, maildir = int(args[0]), args[1]
-    os.makedirs(maildir, exist_ok=True)
-    handler = Handler(maildir, count_only)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("port", type=int)
+    parser.add_argument("maildir")
+    parser.add_argument("--count-only", action="store_true")
+    parser.add_argument("--tls-cert")
+    parser.add_argument("--tls-key")
+    parser.add_argument("--tls", choices=["starttls", "implicit"], default="starttls")
+    args = parser.parse_args()
+    os.makedirs(args.maildir, exist_ok=True)
+    handler = Handler(args.maildir, args.count_only)
+    options = {}
+    if args.tls_cert:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        if args.tls == "implicit":
+            options["ssl_context"] = context
+        else:
+            options["tls_context"] = context
+            options["require_starttls"] = True
     controller = Controller(
-        handler, hostname="127.0.0.1", port=port, data_size_limit=10 * 1024 * 1024
+        handler,
+        hostname="127.0.0.1",
+        port=args.port,
+        data_size_limit=10 * 1024 * 1024,
+        **options,
     )
     controller.start()
     print("READY", flush=True)

@@ -9,10 +9,7 @@ use serde_json::{Value as Json, json};
 use std::time::Duration;
 
 fn smtp_server(test: &str, maildir: &std::path::Path) -> Option<SmtpSink> {
-    let Ok(python) = std::env::var("CAIRN_TEST_PYTHON") else {
-        eprintln!("{test}: SMTP not tested against a real server (CAIRN_TEST_PYTHON is unset)");
-        return None;
-    };
+    let python = cairn_runtime::channels::bench::test_python(test)?;
     match SmtpSink::start(&python, maildir, false) {
         Ok(sink) => Some(sink),
         Err(e) => panic!("CAIRN_TEST_PYTHON is set, but {e}"),
