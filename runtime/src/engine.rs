@@ -65,16 +65,19 @@ impl<'p> Engine<'p> {
 
     /// A new event for `contact` (already appended to `history`): advances the runs
     /// waiting for it, ends runs it completes or exits, and starts journeys.
-    pub fn on_event(
+    pub fn on_event<'r>(
         &self,
         contact: &Contact,
         history: &[EventRecord],
         event: &EventRecord,
-        runs: &[Run],
+        runs: impl IntoIterator<Item = &'r Run>,
         now: Millis,
     ) -> Effects {
         let mut d = Decision::new(self, contact, history, now);
-        for run in runs.iter().filter(|r| r.plan_version == self.version) {
+        for run in runs
+            .into_iter()
+            .filter(|r| r.plan_version == self.version && self.concerns(r, event))
+        {
             d.run_event(run.clone(), event);
         }
         if self.active {
@@ -83,6 +86,20 @@ impl<'p> Engine<'p> {
             d.segments();
         }
         d.effects
+    }
+
+    /// Whether `event` can change `run`: it is the run's goal, one of its exits or the
+    /// event it waits for. Any other event leaves the run as it is, so it is not copied.
+    fn concerns(&self, run: &Run, event: &EventRecord) -> bool {
+        if matches!(run.state, RunState::Ended { .. }) {
+            return false;
+        }
+        let Some(journey) = self.plan.journeys.get(&run.journey) else {
+            return false;
+        };
+        journey.goal.as_ref().is_some_and(|g| g.event == event.name)
+            || journey.exits.iter().any(|x| x.event == event.name)
+            || matches!(&run.state, RunState::WaitingForEvent { event: waited, .. } if *waited == event.name)
     }
 
     /// A run's timer is due: a wait ended, a deferred send may go, a `wait for` timed out.
@@ -138,7 +155,7 @@ impl<'p> Engine<'p> {
             )),
         );
         context.insert("now".into(), json!(time::timestamp(now).to_string()));
-        let parts = render_parts(&template_env(), tpl, context).ok()?;
+        let parts = render_parts(tpl, context).ok()?;
         let day = u32::try_from(now.div_euclid(86_400_000)).unwrap_or(u32::MAX);
         Some(OutboxMessage {
             run_id: format!("opt_in/{consent}/{}", contact.id),
@@ -173,7 +190,8 @@ impl<'p> Engine<'p> {
 struct Decision<'e, 'p> {
     engine: &'e Engine<'p>,
     plan: &'p Plan,
-    contact: Contact,
+    /// Borrowed until a step changes it: most decisions only read the contact.
+    contact: std::borrow::Cow<'e, Contact>,
     history: &'e [EventRecord],
     now: Millis,
     effects: Effects,
@@ -190,14 +208,14 @@ enum SendResult {
 impl<'e, 'p> Decision<'e, 'p> {
     fn new(
         engine: &'e Engine<'p>,
-        contact: &Contact,
+        contact: &'e Contact,
         history: &'e [EventRecord],
         now: Millis,
     ) -> Self {
         Self {
             engine,
             plan: engine.plan,
-            contact: contact.clone(),
+            contact: std::borrow::Cow::Borrowed(contact),
             history,
             now,
             effects: Effects::default(),
@@ -362,7 +380,10 @@ impl<'e, 'p> Decision<'e, 'p> {
         delta: Json,
     ) {
         let text = value.normalize().to_string();
-        self.contact.scores.insert(name.to_string(), text.clone());
+        self.contact
+            .to_mut()
+            .scores
+            .insert(name.to_string(), text.clone());
         self.effects.contact_changes.push((
             self.contact.id.clone(),
             ContactChange::Score {
@@ -400,9 +421,12 @@ impl<'e, 'p> Decision<'e, 'p> {
                 continue;
             }
             if member {
-                self.contact.segments.insert(name.clone(), self.now);
+                self.contact
+                    .to_mut()
+                    .segments
+                    .insert(name.clone(), self.now);
             } else {
-                self.contact.segments.remove(&name);
+                self.contact.to_mut().segments.remove(&name);
             }
             self.effects.contact_changes.push((
                 self.contact.id.clone(),
@@ -596,7 +620,7 @@ impl<'e, 'p> Decision<'e, 'p> {
             return;
         }
         let count = previous.count + 1;
-        self.contact.entries.insert(
+        self.contact.to_mut().entries.insert(
             name.to_string(),
             Entries {
                 count,
@@ -995,10 +1019,10 @@ impl<'e, 'p> Decision<'e, 'p> {
                 let has = self.contact.tags.contains_key(tag);
                 if *add != has {
                     let change = if *add {
-                        self.contact.tags.insert(tag.clone(), self.now);
+                        self.contact.to_mut().tags.insert(tag.clone(), self.now);
                         ContactChange::TagAdded { tag: tag.clone() }
                     } else {
-                        self.contact.tags.remove(tag);
+                        self.contact.to_mut().tags.remove(tag);
                         ContactChange::TagRemoved { tag: tag.clone() }
                     };
                     self.effects
@@ -1026,7 +1050,10 @@ impl<'e, 'p> Decision<'e, 'p> {
             StepKind::Set { path, value } => {
                 let new = self.run_scope(run, journey).eval(value).to_json();
                 if let Some(field) = path.get(1) {
-                    self.contact.traits.insert(field.clone(), new.clone());
+                    self.contact
+                        .to_mut()
+                        .traits
+                        .insert(field.clone(), new.clone());
                     self.effects.contact_changes.push((
                         self.contact.id.clone(),
                         ContactChange::Attribute {
@@ -1316,7 +1343,7 @@ impl<'e, 'p> Decision<'e, 'p> {
             payload: rendered.clone(),
             not_before: self.now,
         });
-        self.contact.sends.push(SentMessage {
+        self.contact.to_mut().sends.push(SentMessage {
             at: self.now,
             channel: channel.as_str().to_string(),
             marketing,
@@ -1359,7 +1386,6 @@ impl<'e, 'p> Decision<'e, 'p> {
         step: &str,
         tpl: &cairn_plan::Template,
     ) -> Result<Json, String> {
-        let env = template_env();
         let mut context = self.template_context();
         for (b, p) in &run.bindings {
             context.insert(b.clone(), p.clone());
@@ -1401,7 +1427,7 @@ impl<'e, 'p> Decision<'e, 'p> {
         context.insert("journey".into(), json!(journey.name));
         context.insert("step".into(), json!(step));
         context.insert("now".into(), json!(time::timestamp(self.now).to_string()));
-        let mut parts = render_parts(&env, tpl, context)?;
+        let mut parts = render_parts(tpl, context)?;
         if tpl.channel == Channel::Email && !tpl.transactional {
             track_links(&mut parts, links, &self.contact.id, &message);
         }
@@ -1526,6 +1552,44 @@ fn template_env() -> minijinja::Environment<'static> {
     env
 }
 
+/// The name a part's compiled template has: the one `render_str` gives, so errors
+/// read the same (`... (in <string>:1)`) and autoescaping is decided the same way.
+const PART_TEMPLATE: &str = "<string>";
+
+/// Distinct part sources the cache holds before it starts over: far above any plan,
+/// it bounds a daemon that sees many deploys.
+const TEMPLATE_CACHE_LIMIT: usize = 4096;
+
+/// Each template part's source compiled once per process, not on every send: an
+/// environment holding just that part under [`PART_TEMPLATE`]. A source that does not
+/// compile is not cached; rendering it reports the syntax error as before.
+fn compiled_part(source: &str) -> Option<std::sync::Arc<minijinja::Environment<'static>>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex, OnceLock};
+    type Cache = Mutex<HashMap<String, Arc<minijinja::Environment<'static>>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(env) = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(source)
+    {
+        return Some(env.clone());
+    }
+    let mut env = template_env();
+    env.add_template_owned(PART_TEMPLATE, source.to_string())
+        .ok()?;
+    let env = Arc::new(env);
+    let mut cache = cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= TEMPLATE_CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(source.to_string(), env.clone());
+    Some(env)
+}
+
 /// The channel an engagement event (an open or a click) shows the contact using.
 fn engagement_channel(event: &str) -> Option<&'static str> {
     match event {
@@ -1538,16 +1602,19 @@ fn engagement_channel(event: &str) -> Option<&'static str> {
 
 /// Renders every part of `tpl` with `context`.
 fn render_parts(
-    env: &minijinja::Environment<'_>,
     tpl: &cairn_plan::Template,
     context: serde_json::Map<String, Json>,
 ) -> Result<serde_json::Map<String, Json>, String> {
     let ctx = minijinja::Value::from(minijinja::value::Serde(Json::Object(context)));
     let mut parts = serde_json::Map::new();
     for (name, part) in &tpl.parts {
-        let text = env
-            .render_str(&part.source, &ctx)
-            .map_err(|e| format!("{name}: {e}"))?;
+        let rendered = match compiled_part(&part.source) {
+            Some(compiled) => compiled
+                .get_template(PART_TEMPLATE)
+                .and_then(|t| t.render(&ctx)),
+            None => template_env().render_str(&part.source, &ctx),
+        };
+        let text = rendered.map_err(|e| format!("{name}: {e}"))?;
         parts.insert(name.clone(), json!(text));
     }
     Ok(parts)

@@ -17,6 +17,9 @@ enum Due {
     Wakeup(u64),
 }
 
+/// Runs and contacts below which a world is freed in place: a thread is not worth it.
+const BACKGROUND_DROP_MIN: usize = 10_000;
+
 pub struct World<'p> {
     plan: &'p Plan,
     pub contacts: BTreeMap<String, Contact>,
@@ -67,6 +70,30 @@ impl<'p> World<'p> {
 
     pub fn plan(&self) -> &'p Plan {
         self.plan
+    }
+
+    /// Frees the world on a thread of its own when it is large: freeing hundreds of
+    /// thousands of runs and histories takes a tenth of a replay, which the caller need
+    /// not wait for (and a command that exits first does not pay for at all).
+    pub fn drop_in_background(self) {
+        if self.runs.len() + self.contacts.len() < BACKGROUND_DROP_MIN {
+            return;
+        }
+        let state = (
+            self.contacts,
+            self.history,
+            self.runs,
+            self.outbox,
+            self.outcomes,
+            self.queue,
+            self.run_due,
+            (self.wakeups, self.wakeup_keys, self.runs_of, self.sent_keys),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("cairn-drop-world".into())
+            .spawn(move || drop(state));
+        // Without a thread the world is freed here, as it would have been.
+        drop(spawned);
     }
 
     fn engine(&self) -> Engine<'p> {
@@ -234,16 +261,14 @@ impl<'p> World<'p> {
             let Some(event) = history.last() else {
                 return;
             };
-            let runs: Vec<Run> = self
+            let runs = self
                 .runs_of
                 .get(contact_id)
                 .into_iter()
                 .flatten()
                 .filter_map(|id| self.runs.get(id))
-                .filter(|r| !matches!(r.state, RunState::Ended { .. }))
-                .cloned()
-                .collect();
-            engine.on_event(contact, history, event, &runs, self.now)
+                .filter(|r| !matches!(r.state, RunState::Ended { .. }));
+            engine.on_event(contact, history, event, runs, self.now)
         };
         self.apply(effects);
     }

@@ -474,6 +474,7 @@ impl<'p> Replay<'p> {
         };
         let mut timeline = std::mem::take(&mut self.world.outcomes);
         timeline.sort_by_key(|o| o.at);
+        self.world.drop_in_background();
         (report, timeline)
     }
 }
