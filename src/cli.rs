@@ -182,16 +182,23 @@ pub enum ContactsCommand {
     Erase(EraseArgs),
 }
 
+/// Where the admin commands reach the running daemon.
 #[derive(Debug, Args)]
-pub struct ContactArgs {
-    /// The contact's id (Segment's `userId`)
-    pub id: String,
+pub struct DaemonArgs {
     /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
     #[arg(long, value_name = "URL")]
     pub server: Option<String>,
     /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ContactArgs {
+    /// The contact's id (Segment's `userId`)
+    pub id: String,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Write the export to this file instead of standard output
     #[arg(short, long)]
     pub output: Option<PathBuf>,
@@ -201,12 +208,8 @@ pub struct ContactArgs {
 pub struct EraseArgs {
     /// The contact's id (Segment's `userId`)
     pub id: String,
-    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// Erase without asking (needed when standard input is not a terminal)
     #[arg(long)]
     pub yes: bool,
@@ -216,12 +219,8 @@ pub struct EraseArgs {
 pub struct StatsArgs {
     /// The journey [default: every journey]
     pub journey: Option<String>,
-    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// How to print the statistics
     #[arg(long, value_enum, default_value_t = StatsFormat::Human)]
     pub format: StatsFormat,
@@ -245,12 +244,8 @@ pub enum StatsFormat {
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The daemon [env: CAIRN_SERVER] [default: 127.0.0.1:8080]
-    #[arg(long, value_name = "URL")]
-    pub server: Option<String>,
-    /// The daemon's admin token [env: CAIRN_ADMIN_TOKEN]
-    #[arg(long, value_name = "TOKEN")]
-    pub token: Option<String>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
     /// How to print the status
     #[arg(long, value_enum, default_value_t = StatusFormat::Human)]
     pub format: StatusFormat,

@@ -15,7 +15,7 @@
 //! every sample, example and fuzz input and over generated and mutated sources.
 
 use crate::ast::*;
-use crate::parse::{MAX_OPERATORS, content_len};
+use crate::parse::{MAX_OPERATORS, content_len, days_in_month, duration_unit};
 use crate::scan::MAX_NESTING;
 
 /// What the fast parser made of one item chunk.
@@ -1758,16 +1758,7 @@ impl<'s> Parser<'s> {
         let end = duration_lit_end(self.b, start)?;
         let text = &self.src[start..end];
         let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-        let unit = match text[digits..].trim_start_matches(' ') {
-            "s" | "second" | "seconds" => Some(DurationUnit::Seconds),
-            "m" | "minute" | "minutes" => Some(DurationUnit::Minutes),
-            "h" | "hour" | "hours" => Some(DurationUnit::Hours),
-            "d" | "day" | "days" => Some(DurationUnit::Days),
-            "w" | "week" | "weeks" => Some(DurationUnit::Weeks),
-            "month" | "months" => Some(DurationUnit::Months),
-            "year" | "years" => Some(DurationUnit::Years),
-            _ => None,
-        };
+        let unit = duration_unit(text[digits..].trim_start_matches(' '));
         let value = text[..digits]
             .parse::<u64>()
             .ok()
@@ -2087,16 +2078,4 @@ fn find(b: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
         .windows(needle.len())
         .position(|w| w == needle)
         .map(|p| from + p)
-}
-
-fn days_in_month(year: u16, month: u8) -> u8 {
-    match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400) => {
-            29
-        }
-        2 => 28,
-        _ => 0,
-    }
 }

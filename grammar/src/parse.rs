@@ -53,6 +53,20 @@ pub fn utf8_error(bytes: &[u8]) -> Option<Diagnostic> {
 }
 
 pub fn parse(src: &str) -> Parsed {
+    parse_items(src, true)
+}
+
+/// [`parse`] with the pest grammar alone, without the fast path: the reference the fast
+/// parser is checked against, and the baseline of the benchmark.
+#[doc(hidden)]
+pub fn parse_reference(src: &str) -> Parsed {
+    parse_items(src, false)
+}
+
+/// Scans `src` into item chunks and parses each one: with the fast parser first when
+/// `fast_path` (the pest grammar decides what it rejects or delegates), else with pest
+/// alone.
+fn parse_items(src: &str, fast_path: bool) -> Parsed {
     let scanned = scan::scan(src);
     let mut diagnostics = scanned.diagnostics;
     let mut items = Vec::with_capacity(scanned.chunks.len());
@@ -60,7 +74,7 @@ pub fn parse(src: &str) -> Parsed {
         let text = &src[chunk.span.start..chunk.span.end];
         let (kind, span) = if chunk.broken {
             (ItemKind::Error, chunk.span)
-        } else {
+        } else if fast_path {
             match fast::item(text) {
                 fast::Outcome::Parsed(kind, span) => (kind, span.shift(chunk.span.start)),
                 // The reference decides, and words every message.
@@ -68,34 +82,6 @@ pub fn parse(src: &str) -> Parsed {
                     reference_item(text, chunk.span.start, src.len(), &mut diagnostics)
                 }
             }
-        };
-        items.push(Item {
-            kind,
-            span,
-            doc: doc_comment(&scanned.comments, src, chunk.span.start),
-        });
-    }
-    diagnostics.sort_by_key(|d| d.primary_span().map(|s| s.start));
-    Parsed {
-        file: SourceFile {
-            items,
-            comments: scanned.comments,
-        },
-        diagnostics,
-    }
-}
-
-/// [`parse`] with the pest grammar alone, without the fast path: the reference the fast
-/// parser is checked against, and the baseline of the benchmark.
-#[doc(hidden)]
-pub fn parse_reference(src: &str) -> Parsed {
-    let scanned = scan::scan(src);
-    let mut diagnostics = scanned.diagnostics;
-    let mut items = Vec::with_capacity(scanned.chunks.len());
-    for chunk in &scanned.chunks {
-        let text = &src[chunk.span.start..chunk.span.end];
-        let (kind, span) = if chunk.broken {
-            (ItemKind::Error, chunk.span)
         } else {
             reference_item(text, chunk.span.start, src.len(), &mut diagnostics)
         };
@@ -2227,16 +2213,7 @@ impl Builder {
         let text = pair.as_str();
         let digits: String = text.chars().take_while(char::is_ascii_digit).collect();
         let unit_text = text[digits.len()..].trim();
-        let unit = match unit_text {
-            "s" | "second" | "seconds" => Some(DurationUnit::Seconds),
-            "m" | "minute" | "minutes" => Some(DurationUnit::Minutes),
-            "h" | "hour" | "hours" => Some(DurationUnit::Hours),
-            "d" | "day" | "days" => Some(DurationUnit::Days),
-            "w" | "week" | "weeks" => Some(DurationUnit::Weeks),
-            "month" | "months" => Some(DurationUnit::Months),
-            "year" | "years" => Some(DurationUnit::Years),
-            _ => None,
-        };
+        let unit = duration_unit(unit_text);
         let value = digits.parse::<u64>().ok().filter(|v| *v <= 1_000_000_000);
         match (unit, value) {
             (Some(unit), Some(value)) => DurationLit { value, unit, span },
@@ -2364,7 +2341,22 @@ fn channel(pair: &Pair<Rule>) -> Channel {
     }
 }
 
-fn days_in_month(year: u16, month: u8) -> u8 {
+/// The unit a duration literal names after its number (`d`, `day`, `days` ...).
+pub(crate) fn duration_unit(word: &str) -> Option<DurationUnit> {
+    match word {
+        "s" | "second" | "seconds" => Some(DurationUnit::Seconds),
+        "m" | "minute" | "minutes" => Some(DurationUnit::Minutes),
+        "h" | "hour" | "hours" => Some(DurationUnit::Hours),
+        "d" | "day" | "days" => Some(DurationUnit::Days),
+        "w" | "week" | "weeks" => Some(DurationUnit::Weeks),
+        "month" | "months" => Some(DurationUnit::Months),
+        "year" | "years" => Some(DurationUnit::Years),
+        _ => None,
+    }
+}
+
+/// Days in `month` (1 to 12) of `year`; 0 for any other month.
+pub(crate) fn days_in_month(year: u16, month: u8) -> u8 {
     match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
         4 | 6 | 9 | 11 => 30,

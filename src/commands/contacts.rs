@@ -39,8 +39,8 @@ pub(super) fn connect(
 fn export(args: &ContactArgs) -> CommandResult {
     let (_, client) = connect(
         "cairn contacts export",
-        args.server.as_deref(),
-        args.token.as_deref(),
+        args.daemon.server.as_deref(),
+        args.daemon.token.as_deref(),
     )?;
     let export = client
         .export_contact(&args.id)
@@ -59,8 +59,8 @@ fn export(args: &ContactArgs) -> CommandResult {
 fn erase(args: &EraseArgs) -> CommandResult {
     let (server, client) = connect(
         "cairn contacts erase",
-        args.server.as_deref(),
-        args.token.as_deref(),
+        args.daemon.server.as_deref(),
+        args.daemon.token.as_deref(),
     )?;
     if !args.yes && !confirmed(&args.id, &server)? {
         eprintln!("nothing erased");

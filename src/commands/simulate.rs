@@ -208,6 +208,15 @@ fn counts(map: &std::collections::BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
+/// `before` `counts(map)` `after`, or nothing when `map` is empty.
+fn listed(before: &str, map: &std::collections::BTreeMap<String, u64>, after: &str) -> String {
+    if map.is_empty() {
+        String::new()
+    } else {
+        format!("{before}{}{after}", counts(map))
+    }
+}
+
 fn human(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -218,11 +227,7 @@ fn human(report: &Report) -> String {
         report.to,
         report.contacts,
         report.sent(),
-        if report.sent_by_channel.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", counts(&report.sent_by_channel))
-        }
+        listed(" (", &report.sent_by_channel, ")")
     );
     if report.outside_window > 0 {
         let _ = writeln!(
@@ -252,11 +257,7 @@ fn human(report: &Report) -> String {
             j.entered,
             j.goals,
             j.in_flight,
-            if j.ended.is_empty() {
-                String::new()
-            } else {
-                format!("; ended: {}", counts(&j.ended))
-            }
+            listed("; ended: ", &j.ended, "")
         );
         let width = j.steps.iter().map(|s| s.step.len()).max().unwrap_or(0);
         let does = j.steps.iter().map(|s| s.does.len()).max().unwrap_or(0);
@@ -307,11 +308,7 @@ fn markdown(report: &Report) -> String {
         report.to,
         report.contacts,
         report.sent(),
-        if report.sent_by_channel.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", counts(&report.sent_by_channel))
-        }
+        listed(" (", &report.sent_by_channel, ")")
     );
     if !report.invalid.is_empty() {
         let _ = writeln!(out, "{} invalid lines skipped.\n", report.invalid.len());
@@ -324,11 +321,7 @@ fn markdown(report: &Report) -> String {
             j.entered,
             j.goals,
             j.in_flight,
-            if j.ended.is_empty() {
-                String::new()
-            } else {
-                format!("; ended: {}", counts(&j.ended))
-            }
+            listed("; ended: ", &j.ended, "")
         );
         let _ = writeln!(
             out,

@@ -10,7 +10,11 @@ use cairn_runtime::stats::{JourneyStats, StatsReport, ratio};
 use std::fmt::Write as _;
 
 pub fn run(args: &StatsArgs) -> CommandResult {
-    let (server, client) = connect("cairn stats", args.server.as_deref(), args.token.as_deref())?;
+    let (server, client) = connect(
+        "cairn stats",
+        args.daemon.server.as_deref(),
+        args.daemon.token.as_deref(),
+    )?;
     let report = client
         .stats(args.journey.as_deref())
         .map_err(|e| miette::miette!("{e}"))?;

@@ -14,8 +14,8 @@ use std::path::Path;
 pub fn run(args: &StatusArgs) -> CommandResult {
     let here = Path::new(".");
     let manifest = read_manifest(here);
-    let server = server_url(args.server.as_deref(), manifest.as_ref());
-    let Some(token) = admin_token(args.token.as_deref(), Some(here)) else {
+    let server = server_url(args.daemon.server.as_deref(), manifest.as_ref());
+    let Some(token) = admin_token(args.daemon.token.as_deref(), Some(here)) else {
         return Err(miette::miette!(
             help = "pass `--token TOKEN` or set CAIRN_ADMIN_TOKEN",
             "`cairn status` needs the daemon's admin token"

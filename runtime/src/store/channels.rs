@@ -3,7 +3,7 @@
 //! fate with a kind and a reason, the provider's id of the message, and the delivery
 //! statuses providers call back with.
 
-use super::{Result, Store, StoreError, on_read};
+use super::{Result, Store, on_read};
 use crate::model::Millis;
 use crate::store::outbox::ClaimedMessage;
 use serde::Serialize;
@@ -168,7 +168,8 @@ impl Store {
     }
 
     /// Records the fate of `message`'s attempt, guarded by the lease `owner` holds;
-    /// fails with [`StoreError::LostLease`] when another dispatcher took it over.
+    /// fails with [`LostLease`](super::StoreError::LostLease) when another dispatcher
+    /// took it over.
     pub async fn record_fate(
         &self,
         message: &ClaimedMessage,
@@ -227,15 +228,7 @@ impl Store {
             .await?
             .rows_affected()),
         };
-        if updated == 1 {
-            tx.commit().await
-        } else {
-            tx.rollback().await?;
-            Err(StoreError::LostLease(format!(
-                "message {}",
-                message.idempotency_key()
-            )))
-        }
+        super::outbox::guarded(tx, updated, message).await
     }
 
     /// Records a provider's delivery status for the message it knows as

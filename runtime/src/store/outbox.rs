@@ -209,7 +209,9 @@ impl Store {
     }
 }
 
-async fn guarded(tx: super::Tx, updated: u64, message: &ClaimedMessage) -> Result<()> {
+/// Commits a write guarded by `message`'s lease when it `updated` the one row, or rolls
+/// it back as [`StoreError::LostLease`] when another dispatcher took the lease over.
+pub(super) async fn guarded(tx: super::Tx, updated: u64, message: &ClaimedMessage) -> Result<()> {
     if updated == 1 {
         tx.commit().await
     } else {

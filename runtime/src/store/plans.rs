@@ -6,6 +6,7 @@ use super::{Result, Store, StoreError, Tx, on_read, on_tx};
 use crate::inflight::{InFlight, Move};
 use crate::model::Millis;
 use sqlx::Row;
+use std::ops::ControlFlow;
 
 /// One stored version, without its plan text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -39,40 +40,13 @@ impl Store {
         git_commit: Option<&str>,
         now: Millis,
     ) -> Result<Deployed> {
-        let mut tx = self.begin().await?;
-        tx.lock_deploys().await?;
-        if let Some(active) = tx.active_version().await?
-            && active.content_hash == content_hash
-        {
-            tx.rollback().await?;
-            return Ok(Deployed {
-                version: active.version,
-                content_hash: active.content_hash,
-                changed: false,
-            });
-        }
-        let version = on_tx!(&mut tx, c => {
-            let next: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM plan_versions")
-                .fetch_one(&mut *c)
-                .await?
-                .try_get("v")?;
-            let version = next.unwrap_or(0) + 1;
-            sqlx::query("UPDATE plan_versions SET active = FALSE WHERE active")
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(
-                "INSERT INTO plan_versions (version, content_hash, git_commit, plan, deployed_at, active)
-                 VALUES ($1, $2, $3, $4, $5, TRUE)",
-            )
-            .bind(version)
-            .bind(content_hash)
-            .bind(git_commit)
-            .bind(plan_json)
-            .bind(now)
-            .execute(&mut *c)
+        let mut tx = match self.begin_deploy(content_hash).await? {
+            ControlFlow::Continue(tx) => tx,
+            ControlFlow::Break(unchanged) => return Ok(unchanged),
+        };
+        let version = tx
+            .insert_active_version(plan_json, content_hash, git_commit, now)
             .await?;
-            version
-        });
         tx.commit().await?;
         Ok(Deployed {
             version,
@@ -101,18 +75,10 @@ impl Store {
         D: FnOnce(&[InFlight]) -> std::result::Result<Vec<Move>, String>,
         B: FnOnce(),
     {
-        let mut tx = self.begin().await?;
-        tx.lock_deploys().await?;
-        if let Some(active) = tx.active_version().await?
-            && active.content_hash == content_hash
-        {
-            tx.rollback().await?;
-            return Ok(Deployed {
-                version: active.version,
-                content_hash: active.content_hash,
-                changed: false,
-            });
-        }
+        let mut tx = match self.begin_deploy(content_hash).await? {
+            ControlFlow::Continue(tx) => tx,
+            ControlFlow::Break(unchanged) => return Ok(unchanged),
+        };
         if let Tx::Postgres(t) = &mut tx {
             // Engine transactions write runs and timers; they wait for this one.
             sqlx::query("LOCK TABLE runs, timers IN SHARE ROW EXCLUSIVE MODE")
@@ -147,26 +113,10 @@ impl Store {
                 return Err(StoreError::Conflict(refusal));
             }
         };
-        let version = on_tx!(&mut tx, c => {
-            let next: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM plan_versions")
-                .fetch_one(&mut *c)
-                .await?
-                .try_get("v")?;
-            let version = next.unwrap_or(0) + 1;
-            sqlx::query("UPDATE plan_versions SET active = FALSE WHERE active")
-                .execute(&mut *c)
-                .await?;
-            sqlx::query(
-                "INSERT INTO plan_versions (version, content_hash, git_commit, plan, deployed_at, active)
-                 VALUES ($1, $2, $3, $4, $5, TRUE)",
-            )
-            .bind(version)
-            .bind(content_hash)
-            .bind(git_commit)
-            .bind(plan_json)
-            .bind(now)
-            .execute(&mut *c)
+        let version = tx
+            .insert_active_version(plan_json, content_hash, git_commit, now)
             .await?;
+        on_tx!(&mut tx, c => {
             for m in &moves {
                 let from = &m.from;
                 if m.migrated {
@@ -214,7 +164,6 @@ impl Store {
                     .await?;
                 }
             }
-            version
         });
         before_commit();
         tx.commit().await?;
@@ -223,6 +172,24 @@ impl Store {
             content_hash: content_hash.to_string(),
             changed: true,
         })
+    }
+
+    /// Opens a deploy's transaction under the deploy lock, or breaks with what the deploy
+    /// did (nothing, the transaction rolled back) when `content_hash` is already active.
+    async fn begin_deploy(&self, content_hash: &str) -> Result<ControlFlow<Deployed, Tx>> {
+        let mut tx = self.begin().await?;
+        tx.lock_deploys().await?;
+        if let Some(active) = tx.active_version().await?
+            && active.content_hash == content_hash
+        {
+            tx.rollback().await?;
+            return Ok(ControlFlow::Break(Deployed {
+                version: active.version,
+                content_hash: active.content_hash,
+                changed: false,
+            }));
+        }
+        Ok(ControlFlow::Continue(tx))
     }
 
     /// Re-activates the version before the active one.
@@ -280,15 +247,7 @@ impl Store {
             .fetch_all(&mut *c)
             .await?;
             rows.iter()
-                .map(|row| {
-                    Ok(PlanVersion {
-                        version: row.try_get("version")?,
-                        content_hash: row.try_get("content_hash")?,
-                        git_commit: row.try_get("git_commit")?,
-                        deployed_at: row.try_get("deployed_at")?,
-                        active: row.try_get("active")?,
-                    })
-                })
+                .map(plan_version)
                 .collect()
         })
     }
@@ -304,16 +263,7 @@ impl Store {
             .await?;
             match row {
                 None => Ok(None),
-                Some(row) => Ok(Some((
-                    PlanVersion {
-                        version: row.try_get("version")?,
-                        content_hash: row.try_get("content_hash")?,
-                        git_commit: row.try_get("git_commit")?,
-                        deployed_at: row.try_get("deployed_at")?,
-                        active: row.try_get("active")?,
-                    },
-                    row.try_get("plan")?,
-                ))),
+                Some(row) => Ok(Some((plan_version(&row)?, row.try_get("plan")?))),
             }
         })
     }
@@ -341,6 +291,38 @@ impl Tx {
         Ok(())
     }
 
+    /// Stores `plan_json` as version N+1, the only active one, and returns N+1.
+    async fn insert_active_version(
+        &mut self,
+        plan_json: &str,
+        content_hash: &str,
+        git_commit: Option<&str>,
+        now: Millis,
+    ) -> Result<i64> {
+        on_tx!(self, c => {
+            let next: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM plan_versions")
+                .fetch_one(&mut *c)
+                .await?
+                .try_get("v")?;
+            let version = next.unwrap_or(0) + 1;
+            sqlx::query("UPDATE plan_versions SET active = FALSE WHERE active")
+                .execute(&mut *c)
+                .await?;
+            sqlx::query(
+                "INSERT INTO plan_versions (version, content_hash, git_commit, plan, deployed_at, active)
+                 VALUES ($1, $2, $3, $4, $5, TRUE)",
+            )
+            .bind(version)
+            .bind(content_hash)
+            .bind(git_commit)
+            .bind(plan_json)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok(version)
+        })
+    }
+
     async fn active_version(&mut self) -> Result<Option<PlanVersion>> {
         on_tx!(self, c => {
             let row = sqlx::query(
@@ -351,14 +333,26 @@ impl Tx {
             .await?;
             match row {
                 None => Ok(None),
-                Some(row) => Ok(Some(PlanVersion {
-                    version: row.try_get("version")?,
-                    content_hash: row.try_get("content_hash")?,
-                    git_commit: row.try_get("git_commit")?,
-                    deployed_at: row.try_get("deployed_at")?,
-                    active: row.try_get("active")?,
-                })),
+                Some(row) => Ok(Some(plan_version(&row)?)),
             }
         })
     }
+}
+
+/// A `plan_versions` row, read on either backend.
+fn plan_version<R: Row>(row: &R) -> Result<PlanVersion>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(PlanVersion {
+        version: row.try_get("version")?,
+        content_hash: row.try_get("content_hash")?,
+        git_commit: row.try_get("git_commit")?,
+        deployed_at: row.try_get("deployed_at")?,
+        active: row.try_get("active")?,
+    })
 }

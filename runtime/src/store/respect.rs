@@ -336,15 +336,7 @@ impl Store {
             }
             updated
         });
-        if updated == 1 {
-            tx.commit().await
-        } else {
-            tx.rollback().await?;
-            Err(StoreError::LostLease(format!(
-                "message {}",
-                message.idempotency_key()
-            )))
-        }
+        super::outbox::guarded(tx, updated, message).await
     }
 
     /// The outbox message a link refers to: by row id (`"42"`) or by idempotency key

@@ -205,6 +205,24 @@ const NEUTRAL_DETAIL: &[&str] = &[
     "consent",
 ];
 
+/// A row of the suppression list (`channel, address, reason, source, created_at`).
+fn listed_suppression<R: Row>(row: &R) -> Result<Suppression>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> Option<String>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(Suppression {
+        channel: row.try_get("channel")?,
+        address: row.try_get("address")?,
+        address_sha256: None,
+        reason: row.try_get("reason")?,
+        source: row.try_get("source")?,
+        since: row.try_get("created_at")?,
+    })
+}
+
 fn neutral_detail(detail: &Json) -> Json {
     match detail {
         Json::Object(map) => Json::Object(
@@ -430,14 +448,7 @@ impl Tx {
             .fetch_all(&mut *c)
             .await?
             {
-                export.suppressions.push(Suppression {
-                    channel: row.try_get("channel")?,
-                    address: row.try_get("address")?,
-                    address_sha256: None,
-                    reason: row.try_get("reason")?,
-                    source: row.try_get("source")?,
-                    since: row.try_get("created_at")?,
-                });
+                export.suppressions.push(listed_suppression(&row)?);
             }
             for (channel, address) in &addresses {
                 let listed = sqlx::query(
@@ -452,14 +463,7 @@ impl Tx {
                 .fetch_all(&mut *c)
                 .await?;
                 for row in listed {
-                    export.suppressions.push(Suppression {
-                        channel: row.try_get("channel")?,
-                        address: row.try_get("address")?,
-                        address_sha256: None,
-                        reason: row.try_get("reason")?,
-                        source: row.try_get("source")?,
-                        since: row.try_get("created_at")?,
-                    });
+                    export.suppressions.push(listed_suppression(&row)?);
                 }
             }
             let mut hashes: Vec<(String, String)> = addresses

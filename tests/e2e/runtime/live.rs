@@ -2,7 +2,7 @@
 //! daemon: the counts of runs at each step, and a replay of what the daemon stored.
 
 use super::{Daemon, cart, hours_ago, wait_for};
-use crate::support::{cairn, run_in};
+use crate::support::{Run, cairn, run_in};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
@@ -49,44 +49,31 @@ fn daemon_with_a_waiting_run() -> Daemon {
     daemon
 }
 
+/// `cairn graph abandoned_cart` of the daemon's project, with the counts of runs the
+/// daemon answers with `token`, and `extra` flags.
+fn graph(daemon: &Daemon, token: &str, extra: &[&str]) -> Run {
+    let project = daemon.dir.path().to_str().expect("a UTF-8 path");
+    let mut args = vec![
+        "graph",
+        "abandoned_cart",
+        project,
+        "--server",
+        &daemon.url,
+        "--token",
+        token,
+    ];
+    args.extend_from_slice(extra);
+    run_in(daemon.dir.path(), &args)
+}
+
 #[test]
 fn graph_shows_the_runs_waiting_at_each_step() {
     let daemon = daemon_with_a_waiting_run();
-    let project = daemon
-        .dir
-        .path()
-        .to_str()
-        .expect("a UTF-8 path")
-        .to_string();
-    let run = run_in(
-        daemon.dir.path(),
-        &[
-            "graph",
-            "abandoned_cart",
-            &project,
-            "--server",
-            &daemon.url,
-            "--token",
-            &daemon.admin_token,
-        ],
-    );
+    let run = graph(&daemon, &daemon.admin_token, &[]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     insta::assert_snapshot!("abandoned_cart_with_counts", run.stdout);
 
-    let run = run_in(
-        daemon.dir.path(),
-        &[
-            "graph",
-            "abandoned_cart",
-            &project,
-            "--server",
-            &daemon.url,
-            "--token",
-            &daemon.admin_token,
-            "--format",
-            "svg",
-        ],
-    );
+    let run = graph(&daemon, &daemon.admin_token, &["--format", "svg"]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let svg = roxmltree::Document::parse(&run.stdout).expect("the SVG is XML");
     let badges: Vec<&str> = svg
@@ -100,18 +87,7 @@ fn graph_shows_the_runs_waiting_at_each_step() {
         .collect();
     assert_eq!(badges, ["1 waiting"]);
 
-    let run = run_in(
-        daemon.dir.path(),
-        &[
-            "graph",
-            "abandoned_cart",
-            &project,
-            "--server",
-            &daemon.url,
-            "--token",
-            "wrong",
-        ],
-    );
+    let run = graph(&daemon, "wrong", &[]);
     assert_eq!(run.code, 2);
     assert!(
         run.stderr.contains("refused the admin token"),
