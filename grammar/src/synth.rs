@@ -1672,7 +1672,10 @@ fn write_test(schema: &Schema, journey: &JourneySummary, rng: &mut Rng, out: &mu
         );
         out.line(
             1,
-            &format!("expect exit {} for {who} reason unsubscribed", journey.name),
+            &format!(
+                "expect exit {} for {who} reason exit_condition",
+                journey.name
+            ),
         );
     }
     out.line(
