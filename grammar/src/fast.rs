@@ -32,8 +32,10 @@ pub(crate) enum Outcome {
     Delegated,
 }
 
-/// Parses one item chunk.
-pub(crate) fn item(chunk: &str) -> Outcome {
+/// Parses one item chunk. `scratch` holds the lists being read; passing the same one
+/// for every chunk of a file saves growing them again for each item.
+pub(crate) fn item(chunk: &str, scratch: &mut Scratch) -> Outcome {
+    scratch.clear();
     let mut p = Parser {
         src: chunk,
         b: chunk.as_bytes(),
@@ -43,7 +45,8 @@ pub(crate) fn item(chunk: &str) -> Outcome {
         delegate: false,
         triple: false,
         depth: 0,
-        pieces: Vec::new(),
+        scratch,
+        word: (usize::MAX, 0),
     };
     p.seps();
     let start = p.pos;
@@ -66,7 +69,7 @@ pub(crate) fn item(chunk: &str) -> Outcome {
 /// (`else if` chains, `list<...>` types); beyond it pest decides.
 const MAX_DEPTH: usize = 256;
 
-struct Parser<'s> {
+struct Parser<'s, 'x> {
     src: &'s str,
     b: &'s [u8],
     pos: usize,
@@ -80,9 +83,10 @@ struct Parser<'s> {
     /// trims them (see [`Parser::span_from`]).
     triple: bool,
     depth: usize,
-    /// The flat operand/operator stream of the expressions being read, nested ones
-    /// above outer ones.
-    pieces: Vec<Piece>,
+    scratch: &'x mut Scratch,
+    /// The word [`Parser::peek_word`] last found, as `start..end`: the same word is
+    /// looked at several times while alternatives are tried.
+    word: (usize, usize),
 }
 
 /// A place to come back to when an alternative fails.
@@ -106,11 +110,54 @@ enum Postfix {
     IsNotSet,
 }
 
-/// A finished list without the spare room its growth left: the trees of a whole
-/// project are kept in memory.
-fn exact<T>(mut list: Vec<T>) -> Vec<T> {
-    list.shrink_to_fit();
-    list
+/// Defines [`Scratch`]: a stack per type of list element, on which the elements of the
+/// lists being read pile up (nested lists above outer ones) until [`Parser::list`] moves
+/// them into a list of exactly their number. The trees of a whole project are kept in
+/// memory, so a list keeps no spare room, and it is allocated once instead of growing.
+macro_rules! scratch {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        /// The stacks the parser reads lists onto, reused from item to item.
+        #[derive(Default)]
+        pub(crate) struct Scratch {
+            /// The flat operand/operator stream of the expressions being read, nested
+            /// ones above outer ones.
+            pieces: Vec<Piece>,
+            $($field: Vec<$ty>,)*
+        }
+
+        impl Scratch {
+            /// Drops what a failed read may have left (nothing, normally).
+            fn clear(&mut self) {
+                self.pieces.clear();
+                $(self.$field.clear();)*
+            }
+        }
+
+        $(impl Stacked for $ty {
+            fn stack(scratch: &mut Scratch) -> &mut Vec<Self> {
+                &mut scratch.$field
+            }
+        })*
+    };
+}
+
+scratch! {
+    members: Member,
+    steps: Step,
+    fields: Field,
+    score_rules: ScoreRule,
+    template_props: TemplateProp,
+    test_stmts: TestStmt,
+    idents: Ident,
+    object_entries: ObjectEntry,
+    exprs: Expr,
+    call_args: CallArg,
+    split_arms: SplitArm,
+}
+
+/// A type of list element with its stack in [`Scratch`].
+trait Stacked: Sized {
+    fn stack(scratch: &mut Scratch) -> &mut Vec<Self>;
 }
 
 /// `?` on a token that must be there.
@@ -118,8 +165,20 @@ fn need(ok: bool) -> Option<()> {
     ok.then_some(())
 }
 
+/// ASCII letters, digits and `_`: the bytes of a word.
+static IDC: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    table
+};
+
 fn is_idc(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
+    IDC[usize::from(b)]
 }
 
 fn is_reserved(word: &[u8]) -> bool {
@@ -143,9 +202,10 @@ fn is_reserved(word: &[u8]) -> bool {
     )
 }
 
-impl<'s> Parser<'s> {
+impl<'s> Parser<'s, '_> {
     // -------------------------------------------------------------- tokens
 
+    #[inline]
     fn at(&self, i: usize) -> u8 {
         self.b.get(i).copied().unwrap_or(0)
     }
@@ -174,6 +234,27 @@ impl<'s> Parser<'s> {
         r
     }
 
+    /// A list whose elements `f` reads and [`Parser::push`]es; on failure, what it
+    /// pushed is dropped.
+    fn list<T: Stacked>(&mut self, f: impl FnOnce(&mut Self) -> Option<()>) -> Option<Vec<T>> {
+        let mark = T::stack(self.scratch).len();
+        let done = f(self);
+        let stack = T::stack(self.scratch);
+        match done {
+            // Allocates exactly the list's length.
+            Some(()) => Some(stack.split_off(mark)),
+            None => {
+                stack.truncate(mark);
+                None
+            }
+        }
+    }
+
+    /// The next element of the list being read (see [`Parser::list`]).
+    fn push<T: Stacked>(&mut self, element: T) {
+        T::stack(self.scratch).push(element);
+    }
+
     fn rel(&self, start: usize, end: usize) -> Span {
         Span::new(start - self.base, end - self.base)
     }
@@ -187,10 +268,17 @@ impl<'s> Parser<'s> {
     /// except on a line that a `"""` string ends, so after one the same trimming is
     /// applied here, to both texts pest may have matched; should they differ, pest
     /// decides.
+    #[inline]
     fn span_from(&mut self, start: usize) -> Span {
-        if !self.triple {
-            return self.rel(start, self.end);
+        if self.triple {
+            self.span_after_triple(start)
+        } else {
+            self.rel(start, self.end)
         }
+    }
+
+    /// [`Parser::span_from`] once a `"""` string has been read.
+    fn span_after_triple(&mut self, start: usize) -> Span {
         let mut after = self.end;
         loop {
             match self.at(after) {
@@ -212,7 +300,15 @@ impl<'s> Parser<'s> {
     }
 
     /// Blanks and `//` comments, as pest skips them between tokens.
+    #[inline]
     fn skip(&mut self) {
+        if matches!(self.at(self.pos), b' ' | b'\t' | b'/' | 0xEF) {
+            self.skip_some();
+        }
+    }
+
+    /// [`Parser::skip`] once there may be something to skip.
+    fn skip_some(&mut self) {
         loop {
             match self.at(self.pos) {
                 b' ' | b'\t' => self.pos += 1,
@@ -228,6 +324,7 @@ impl<'s> Parser<'s> {
     }
 
     /// Skips, then the start of the next token.
+    #[inline]
     fn start(&mut self) -> usize {
         self.skip();
         self.pos
@@ -287,7 +384,12 @@ impl<'s> Parser<'s> {
 
     fn punct(&mut self, token: &[u8]) -> bool {
         self.skip();
-        if self.b[self.pos..].starts_with(token) {
+        let found = match *token {
+            // Most are one byte: no call to compare slices (`at` gives 0 past the end).
+            [byte] => self.at(self.pos) == byte,
+            _ => self.b[self.pos..].starts_with(token),
+        };
+        if found {
             self.pos += token.len();
             self.end = self.pos;
             true
@@ -296,9 +398,11 @@ impl<'s> Parser<'s> {
         }
     }
 
+    /// The keyword `word` (letters only), not followed by another letter, digit or `_`.
     fn kw(&mut self, word: &[u8]) -> bool {
-        self.skip();
-        if self.b[self.pos..].starts_with(word) && !is_idc(self.at(self.pos + word.len())) {
+        let next = self.peek_word();
+        // The first letters first: most tries fail there, without comparing slices.
+        if next.first() == word.first() && next == word {
             self.pos += word.len();
             self.end = self.pos;
             true
@@ -312,6 +416,9 @@ impl<'s> Parser<'s> {
         self.skip();
         let b: &'s [u8] = self.b;
         let start = self.pos;
+        if self.word.0 == start {
+            return &b[start..self.word.1];
+        }
         if !(self.at(start).is_ascii_alphabetic() || self.at(start) == b'_') {
             return &[];
         }
@@ -319,6 +426,7 @@ impl<'s> Parser<'s> {
         while end < b.len() && is_idc(b[end]) {
             end += 1;
         }
+        self.word = (start, end);
         &b[start..end]
     }
 
@@ -335,6 +443,21 @@ impl<'s> Parser<'s> {
             name: self.src[start..end].to_string(),
             span: self.rel(start, end),
         })
+    }
+
+    /// Whether a name and then `token` come next: what [`Parser::ident`] and then
+    /// [`Parser::punct`] would take. Nothing is taken, and the name is not copied.
+    fn ident_then(&mut self, token: u8) -> bool {
+        let word = self.peek_word();
+        if word.is_empty() || is_reserved(word) {
+            return false;
+        }
+        let m = self.mark();
+        self.pos += word.len();
+        self.skip();
+        let found = self.at(self.pos) == token;
+        self.reset(m);
+        found
     }
 
     fn channel(&mut self) -> Option<Channel> {
@@ -449,37 +572,42 @@ impl<'s> Parser<'s> {
     }
 
     /// `"{" ~ sep? ~ (x ~ (sep ~ x)*)? ~ sep? ~ "}"`
-    fn statements<T>(&mut self, mut x: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    fn statements<T: Stacked>(
+        &mut self,
+        mut x: impl FnMut(&mut Self) -> Option<T>,
+    ) -> Option<Vec<T>> {
         need(self.punct(b"{"))?;
         self.seps();
-        let mut out = Vec::new();
-        loop {
-            if self.punct(b"}") {
-                return Some(exact(out));
+        self.list(|p| {
+            loop {
+                if p.punct(b"}") {
+                    return Some(());
+                }
+                let statement = x(p)?;
+                p.push(statement);
+                if !p.seps() {
+                    return need(p.punct(b"}"));
+                }
             }
-            out.push(x(self)?);
-            if !self.seps() {
-                need(self.punct(b"}"))?;
-                return Some(exact(out));
-            }
-        }
+        })
     }
 
     /// `"{" ~ list_sep? ~ (field ~ (list_sep ~ field)*)? ~ list_sep? ~ "}"`
     fn fields(&mut self) -> Option<Vec<Field>> {
         need(self.punct(b"{"))?;
         self.list_seps();
-        let mut out = Vec::new();
-        loop {
-            if self.punct(b"}") {
-                return Some(exact(out));
+        self.list(|p| {
+            loop {
+                if p.punct(b"}") {
+                    return Some(());
+                }
+                let field = p.field()?;
+                p.push(field);
+                if !p.list_seps() {
+                    return need(p.punct(b"}"));
+                }
             }
-            out.push(self.field()?);
-            if !self.list_seps() {
-                need(self.punct(b"}"))?;
-                return Some(exact(out));
-            }
-        }
+        })
     }
 
     fn field(&mut self) -> Option<Field> {
@@ -523,17 +651,20 @@ impl<'s> Parser<'s> {
         need(self.kw(b"enum"))?;
         need(self.punct(b"{"))?;
         self.list_seps();
-        let mut names = vec![self.ident()?];
-        loop {
-            if self.list_seps()
-                && let Some(name) = self.opt(Self::ident)
-            {
-                names.push(name);
-                continue;
+        let names = self.list(|p| {
+            let first = p.ident()?;
+            p.push(first);
+            loop {
+                if p.list_seps()
+                    && let Some(name) = p.opt(Self::ident)
+                {
+                    p.push(name);
+                    continue;
+                }
+                return need(p.punct(b"}"));
             }
-            need(self.punct(b"}"))?;
-            return Some(TypeKind::Enum(exact(names)));
-        }
+        })?;
+        Some(TypeKind::Enum(names))
     }
 
     fn list_type(&mut self) -> Option<TypeKind> {
@@ -822,11 +953,13 @@ impl<'s> Parser<'s> {
 
     fn step(&mut self) -> Option<Step> {
         let start = self.start();
-        let label = self.opt(|p| {
-            let label = p.ident()?;
-            need(p.punct(b":"))?;
-            Some(label)
-        });
+        let label = if self.ident_then(b':') {
+            let label = self.ident();
+            self.punct(b":");
+            label
+        } else {
+            None
+        };
         let kind = self.step_kind()?;
         Some(Step {
             label,
@@ -875,18 +1008,21 @@ impl<'s> Parser<'s> {
                 self.kw(b"split");
                 need(self.punct(b"{"))?;
                 self.seps();
-                let mut arms = vec![self.split_arm()?];
-                loop {
-                    if !self.seps() {
-                        need(self.punct(b"}"))?;
-                        break;
+                let arms = self.list(|p| {
+                    let first = p.split_arm()?;
+                    p.push(first);
+                    loop {
+                        if !p.seps() {
+                            return need(p.punct(b"}"));
+                        }
+                        if p.punct(b"}") {
+                            return Some(());
+                        }
+                        let arm = p.split_arm()?;
+                        p.push(arm);
                     }
-                    if self.punct(b"}") {
-                        break;
-                    }
-                    arms.push(self.split_arm()?);
-                }
-                Some(StepKind::Split(exact(arms)))
+                })?;
+                Some(StepKind::Split(arms))
             }
             b"tag" => {
                 self.kw(b"tag");
@@ -936,24 +1072,22 @@ impl<'s> Parser<'s> {
     fn preferred_channel(&mut self) -> Option<Vec<Ident>> {
         need(self.kw(b"preferred") && self.kw(b"channel") && self.punct(b"["))?;
         self.nl();
-        let mut names = vec![self.ident()?];
-        loop {
-            let next = self.opt(|p| {
+        self.list(|p| {
+            let first = p.ident()?;
+            p.push(first);
+            while let Some(name) = p.opt(|p| {
                 p.nl();
                 need(p.punct(b","))?;
                 p.nl();
                 p.ident()
-            });
-            match next {
-                Some(name) => names.push(name),
-                None => break,
+            }) {
+                p.push(name);
             }
-        }
-        self.nl();
-        self.punct(b",");
-        self.nl();
-        need(self.punct(b"]"))?;
-        Some(exact(names))
+            p.nl();
+            p.punct(b",");
+            p.nl();
+            need(p.punct(b"]"))
+        })
     }
 
     fn wait_for(&mut self) -> Option<StepKind> {
@@ -1292,15 +1426,18 @@ impl<'s> Parser<'s> {
             return Some(vec![name]);
         }
         need(self.punct(b"("))?;
-        let mut names = vec![self.ident()?];
-        while let Some(name) = self.opt(|p| {
-            need(p.punct(b"|"))?;
-            p.ident()
-        }) {
-            names.push(name);
-        }
-        need(names.len() >= 2 && self.punct(b")"))?;
-        Some(exact(names))
+        let mark = Ident::stack(self.scratch).len();
+        self.list(|p| {
+            let first = p.ident()?;
+            p.push(first);
+            while let Some(name) = p.opt(|p| {
+                need(p.punct(b"|"))?;
+                p.ident()
+            }) {
+                p.push(name);
+            }
+            need(Ident::stack(p.scratch).len() - mark >= 2 && p.punct(b")"))
+        })
     }
 
     fn step_ref(&mut self) -> Option<StepRef> {
@@ -1323,15 +1460,19 @@ impl<'s> Parser<'s> {
 
     fn path(&mut self) -> Option<Path> {
         let start = self.start();
-        let mut segments = vec![self.ident()?];
-        while let Some(name) = self.opt(|p| {
-            need(p.punct(b"."))?;
-            p.ident()
-        }) {
-            segments.push(name);
-        }
+        let segments = self.list(|p| {
+            let first = p.ident()?;
+            p.push(first);
+            while let Some(name) = p.opt(|p| {
+                need(p.punct(b"."))?;
+                p.ident()
+            }) {
+                p.push(name);
+            }
+            Some(())
+        })?;
         Some(Path {
-            segments: exact(segments),
+            segments,
             span: self.span_from(start),
         })
     }
@@ -1340,22 +1481,23 @@ impl<'s> Parser<'s> {
     fn object(&mut self) -> Option<Vec<ObjectEntry>> {
         need(self.punct(b"{"))?;
         self.nl();
-        let mut entries = Vec::new();
         if self.punct(b"}") {
-            return Some(exact(entries));
+            return Some(Vec::new());
         }
-        entries.push(self.object_entry()?);
-        loop {
-            if self.list_seps()
-                && let Some(entry) = self.opt(Self::object_entry)
-            {
-                entries.push(entry);
-                continue;
+        self.list(|p| {
+            let first = p.object_entry()?;
+            p.push(first);
+            loop {
+                if p.list_seps()
+                    && let Some(entry) = p.opt(Self::object_entry)
+                {
+                    p.push(entry);
+                    continue;
+                }
+                p.nl();
+                return need(p.punct(b"}"));
             }
-            self.nl();
-            need(self.punct(b"}"))?;
-            return Some(exact(entries));
-        }
+        })
     }
 
     fn object_entry(&mut self) -> Option<ObjectEntry> {
@@ -1374,25 +1516,25 @@ impl<'s> Parser<'s> {
 
     /// `term ~ (infix ~ nl ~ term)*`, then the Pratt parser over that stream.
     fn expr(&mut self) -> Option<Expr> {
-        let base = self.pieces.len();
+        let base = self.scratch.pieces.len();
         let start = self.start();
         if self.term().is_none() {
-            self.pieces.truncate(base);
+            self.scratch.pieces.truncate(base);
             return None;
         }
         let mut operators = 0;
         loop {
             let m = self.mark();
-            let len = self.pieces.len();
+            let len = self.scratch.pieces.len();
             let Some(op) = self.infix() else {
                 self.reset(m);
                 break;
             };
-            self.pieces.push(Piece::Infix(op));
+            self.scratch.pieces.push(Piece::Infix(op));
             self.nl();
             if self.term().is_none() {
                 self.reset(m);
-                self.pieces.truncate(len);
+                self.scratch.pieces.truncate(len);
                 break;
             }
             operators += 1;
@@ -1400,29 +1542,31 @@ impl<'s> Parser<'s> {
         if operators > MAX_OPERATORS {
             // The reference reports it; here the stream need not even be built.
             self.delegate = true;
-            self.pieces.truncate(base);
+            self.scratch.pieces.truncate(base);
             return Some(Expr {
                 kind: ExprKind::Literal(Literal::Bool(false)),
                 span: self.span_from(start),
             });
         }
-        let mut stream = self.pieces.drain(base..).peekable();
+        let mut stream = self.scratch.pieces.drain(base..).peekable();
         pratt(&mut stream, 0)
     }
 
     /// `prefix* ~ primary ~ postfix*`, pushed onto the stream.
     fn term(&mut self) -> Option<()> {
-        let first_prefix = self.pieces.len();
+        let first_prefix = self.scratch.pieces.len();
         let mut prefixes = 0;
         loop {
             let start = self.start();
             if self.kw(b"not") {
-                self.pieces
+                self.scratch
+                    .pieces
                     .push(Piece::Prefix(UnaryOp::Not, self.rel(start, self.end)));
             } else if self.at(start) == b'-' {
                 self.pos += 1;
                 self.end = self.pos;
-                self.pieces
+                self.scratch
+                    .pieces
                     .push(Piece::Prefix(UnaryOp::Neg, self.rel(start, self.end)));
             } else {
                 break;
@@ -1432,10 +1576,10 @@ impl<'s> Parser<'s> {
         if prefixes > MAX_NESTING {
             // The reference reports it; the stream is only recognized, not built.
             self.delegate = true;
-            self.pieces.truncate(first_prefix);
+            self.scratch.pieces.truncate(first_prefix);
         }
         let primary = self.primary()?;
-        self.pieces.push(Piece::Primary(primary));
+        self.scratch.pieces.push(Piece::Primary(primary));
         loop {
             let m = self.mark();
             let start = self.start();
@@ -1444,19 +1588,24 @@ impl<'s> Parser<'s> {
                 self.end = self.pos;
                 if let Some(name) = self.ident() {
                     let span = self.span_from(start);
-                    self.pieces
+                    self.scratch
+                        .pieces
                         .push(Piece::Postfix(Postfix::Member(name), span));
                     continue;
                 }
             } else if self.kw(b"is") {
                 if self.kw(b"set") {
                     let span = self.span_from(start);
-                    self.pieces.push(Piece::Postfix(Postfix::IsSet, span));
+                    self.scratch
+                        .pieces
+                        .push(Piece::Postfix(Postfix::IsSet, span));
                     continue;
                 }
                 if self.kw(b"not") && self.kw(b"set") {
                     let span = self.span_from(start);
-                    self.pieces.push(Piece::Postfix(Postfix::IsNotSet, span));
+                    self.scratch
+                        .pieces
+                        .push(Piece::Postfix(Postfix::IsNotSet, span));
                     continue;
                 }
             }
@@ -1506,28 +1655,31 @@ impl<'s> Parser<'s> {
             b'[' => {
                 self.pos += 1;
                 self.nl();
-                let mut items = Vec::new();
-                if let Some(first) = self.opt(Self::expr) {
-                    items.push(first);
-                    while let Some(next) = self.opt(|p| {
+                let items = self.list(|p| {
+                    if let Some(first) = p.opt(Self::expr) {
+                        p.push(first);
+                        while let Some(next) = p.opt(|p| {
+                            p.nl();
+                            need(p.punct(b","))?;
+                            p.nl();
+                            p.expr()
+                        }) {
+                            p.push(next);
+                        }
                         p.nl();
-                        need(p.punct(b","))?;
-                        p.nl();
-                        p.expr()
-                    }) {
-                        items.push(next);
+                        p.punct(b",");
                     }
-                    self.nl();
-                    self.punct(b",");
-                }
-                self.nl();
-                need(self.punct(b"]"))?;
-                ExprKind::List(exact(items))
+                    p.nl();
+                    need(p.punct(b"]"))
+                })?;
+                ExprKind::List(items)
             }
             b'{' => ExprKind::Object(self.object()?),
             b'0'..=b'9' | b'"' => ExprKind::Literal(self.literal()?),
             c if c.is_ascii_alphabetic() || c == b'_' => {
-                if let Some(call) = self.opt(Self::call) {
+                if self.ident_then(b'(')
+                    && let Some(call) = self.opt(Self::call)
+                {
                     ExprKind::Call(call)
                 } else if self.kw(b"true") {
                     ExprKind::Literal(Literal::Bool(true))
@@ -1549,24 +1701,24 @@ impl<'s> Parser<'s> {
         let function = self.ident()?;
         need(self.punct(b"("))?;
         self.nl();
-        let mut args = Vec::new();
-        if let Some(first) = self.opt(Self::call_arg) {
-            args.push(first);
-            while let Some(next) = self.opt(|p| {
+        let args = self.list(|p| {
+            if let Some(first) = p.opt(Self::call_arg) {
+                p.push(first);
+                while let Some(next) = p.opt(|p| {
+                    p.nl();
+                    need(p.punct(b","))?;
+                    p.nl();
+                    p.call_arg()
+                }) {
+                    p.push(next);
+                }
                 p.nl();
-                need(p.punct(b","))?;
-                p.nl();
-                p.call_arg()
-            }) {
-                args.push(next);
+                p.punct(b",");
             }
-        }
-        self.nl();
-        need(self.punct(b")"))?;
-        Some(Call {
-            function,
-            args: exact(args),
-        })
+            p.nl();
+            need(p.punct(b")"))
+        })?;
+        Some(Call { function, args })
     }
 
     fn call_arg(&mut self) -> Option<CallArg> {
@@ -1655,10 +1807,14 @@ impl<'s> Parser<'s> {
         let mut i = start + 1;
         let mut escaped = false;
         loop {
-            match b.get(i)? {
+            i += b
+                .get(i..)?
+                .iter()
+                .position(|c| matches!(c, b'"' | b'\n' | b'\r' | b'\\'))?;
+            match b[i] {
                 b'"' => break,
                 b'\n' | b'\r' => return None,
-                b'\\' => {
+                _ => {
                     let next = *b.get(i + 1)?;
                     if !matches!(next, b'n' | b't' | b'"' | b'\\') {
                         // An unknown escape: the reference reports it.
@@ -1667,7 +1823,6 @@ impl<'s> Parser<'s> {
                     escaped = true;
                     i += 2;
                 }
-                _ => i += 1,
             }
         }
         let body = &self.src[start + 1..i];

@@ -70,12 +70,13 @@ fn parse_items(src: &str, fast_path: bool) -> Parsed {
     let scanned = scan::scan(src);
     let mut diagnostics = scanned.diagnostics;
     let mut items = Vec::with_capacity(scanned.chunks.len());
+    let mut scratch = fast::Scratch::default();
     for chunk in &scanned.chunks {
         let text = &src[chunk.span.start..chunk.span.end];
         let (kind, span) = if chunk.broken {
             (ItemKind::Error, chunk.span)
         } else if fast_path {
-            match fast::item(text) {
+            match fast::item(text, &mut scratch) {
                 fast::Outcome::Parsed(kind, span) => (kind, span.shift(chunk.span.start)),
                 // The reference decides, and words every message.
                 fast::Outcome::Rejected | fast::Outcome::Delegated => {
@@ -168,6 +169,7 @@ pub struct Agreement {
 pub fn verify(src: &str) -> Result<Agreement, String> {
     let scanned = scan::scan(src);
     let mut agreement = Agreement::default();
+    let mut scratch = fast::Scratch::default();
     for chunk in scanned.chunks.iter().filter(|c| !c.broken) {
         let text = &src[chunk.span.start..chunk.span.end];
         let mut diagnostics = Vec::new();
@@ -179,7 +181,7 @@ pub fn verify(src: &str) -> Result<Agreement, String> {
                 chunk.span.start, chunk.span.end
             ))
         };
-        match fast::item(text) {
+        match fast::item(text, &mut scratch) {
             fast::Outcome::Parsed(fast_kind, fast_span) => {
                 if !accepted {
                     return disagree("the fast parser accepts an item pest rejects");
@@ -232,14 +234,14 @@ fn doc_comment(comments: &[Comment], src: &str, item_start: usize) -> Option<Str
     for c in comments[..below].iter().rev() {
         let between = &src[c.span.end..next_start];
         // A doc comment stands on its own line, directly above the item or the next
-        // doc line: one that ends a line of code belongs to that code.
-        let own_line = src[line_start(src, c.span.start)..c.span.start]
-            .trim()
-            .is_empty();
+        // doc line: one that ends a line of code belongs to that code. `between` may
+        // span a whole item, so its newlines are only counted once it is blank.
         if !c.is_doc()
-            || !own_line
-            || between.chars().filter(|&ch| ch == '\n').count() != 1
             || !between.trim().is_empty()
+            || between.bytes().filter(|&b| b == b'\n').count() != 1
+            || !src[line_start(src, c.span.start)..c.span.start]
+                .trim()
+                .is_empty()
         {
             break;
         }

@@ -29,33 +29,79 @@ pub struct Scan {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-const ITEM_KEYWORDS: &[&str] = &[
-    "contact",
-    "consent",
-    "record",
-    "event",
-    "tag",
-    "segment",
-    "score",
-    "template",
-    "quiet",
-    "frequency",
-    "journey",
-    "test",
-];
+/// Keywords that start an item.
+fn is_item_keyword(word: &[u8]) -> bool {
+    matches!(
+        word,
+        b"contact"
+            | b"consent"
+            | b"record"
+            | b"event"
+            | b"tag"
+            | b"segment"
+            | b"score"
+            | b"template"
+            | b"quiet"
+            | b"frequency"
+            | b"journey"
+            | b"test"
+    )
+}
 
 /// Keywords that never start a statement inside an item.
-const STRONG_ITEM_KEYWORDS: &[&str] = &[
-    "consent",
-    "record",
-    "event",
-    "segment",
-    "template",
-    "quiet",
-    "frequency",
-    "journey",
-    "test",
-];
+fn is_strong_item_keyword(word: &[u8]) -> bool {
+    matches!(
+        word,
+        b"consent"
+            | b"record"
+            | b"event"
+            | b"segment"
+            | b"template"
+            | b"quiet"
+            | b"frequency"
+            | b"journey"
+            | b"test"
+    )
+}
+
+/// The byte order mark, whitespace to the grammar.
+const BOM: &[u8] = "\u{FEFF}".as_bytes();
+
+/// What a byte means to the scanner's main loop.
+const PLAIN: u8 = 0;
+/// ASCII whitespace other than a newline.
+const BLANK: u8 = 1;
+const NEWLINE: u8 = 2;
+const SLASH: u8 = 3;
+const QUOTE: u8 = 4;
+const OPEN: u8 = 5;
+const CLOSE: u8 = 6;
+/// The first byte of a character beyond ASCII (or a stray continuation byte).
+const WIDE: u8 = 7;
+
+/// The class of every byte value.
+static CLASS: [u8; 256] = {
+    let mut class = [PLAIN; 256];
+    let mut b = 0x80;
+    while b < 256 {
+        class[b] = WIDE;
+        b += 1;
+    }
+    class[b' ' as usize] = BLANK;
+    class[b'\t' as usize] = BLANK;
+    class[b'\r' as usize] = BLANK;
+    class[0x0C] = BLANK;
+    class[b'\n' as usize] = NEWLINE;
+    class[b'/' as usize] = SLASH;
+    class[b'"' as usize] = QUOTE;
+    class[b'{' as usize] = OPEN;
+    class[b'(' as usize] = OPEN;
+    class[b'[' as usize] = OPEN;
+    class[b'}' as usize] = CLOSE;
+    class[b')' as usize] = CLOSE;
+    class[b']' as usize] = CLOSE;
+    class
+};
 
 pub fn scan(src: &str) -> Scan {
     Scanner::new(src).run()
@@ -88,75 +134,107 @@ impl<'a> Scanner<'a> {
     }
 
     fn run(mut self) -> Scan {
+        let len = self.bytes.len();
         let mut at_line_start = true;
-        while self.pos < self.bytes.len() {
+        while self.pos < len {
             if at_line_start {
                 self.line_start();
                 at_line_start = false;
-                if self.pos >= self.bytes.len() {
+                if self.pos >= len {
                     break;
                 }
             }
             let b = self.bytes[self.pos];
-            match b {
-                b'\n' => {
+            match CLASS[usize::from(b)] {
+                PLAIN => {
+                    self.ensure_chunk(self.pos);
+                    self.pos = self.quiet_run_end(self.pos + 1);
+                }
+                // Before the first item, a blank does not start a chunk.
+                BLANK if self.chunk_start.is_none() => self.pos += 1,
+                BLANK => self.pos = self.quiet_run_end(self.pos + 1),
+                NEWLINE => {
                     self.pos += 1;
                     at_line_start = true;
                 }
-                b'/' if self.bytes.get(self.pos + 1) == Some(&b'/') => self.comment(),
-                b'"' => {
+                SLASH if self.bytes.get(self.pos + 1) == Some(&b'/') => self.comment(),
+                SLASH => {
+                    self.ensure_chunk(self.pos);
+                    self.pos += 1;
+                }
+                QUOTE => {
                     if self.string() {
                         at_line_start = true;
                     }
                 }
-                b'{' | b'(' | b'[' => {
-                    self.ensure_chunk(self.pos);
-                    self.open.push((b, self.pos));
-                    if self.open.len() > MAX_NESTING && !self.too_deep_reported {
-                        self.too_deep_reported = true;
-                        self.chunk_broken = true;
-                        self.out.diagnostics.push(
-                            Diagnostic::error(
-                                codes::TOO_DEEP,
-                                format!("brackets are nested more than {MAX_NESTING} levels deep"),
-                            )
-                            .with_label(Span::new(self.pos, self.pos + 1), "too deep here")
-                            .with_help("split the logic into segments or separate steps"),
-                        );
-                    }
-                    self.pos += 1;
-                }
-                b'}' | b')' | b']' => {
+                OPEN => self.open(b),
+                CLOSE => {
                     self.ensure_chunk(self.pos);
                     self.close(b);
                     self.pos += 1;
                 }
                 _ => {
                     // A byte order mark is whitespace to the grammar too.
-                    let bom = self.bytes[self.pos..].starts_with("\u{FEFF}".as_bytes());
-                    if !b.is_ascii_whitespace() && !bom {
+                    if !self.bytes[self.pos..].starts_with(BOM) {
                         self.ensure_chunk(self.pos);
                     }
                     self.pos += utf8_len(b);
                 }
             }
         }
-        self.finish_chunk(self.bytes.len());
+        self.finish_chunk(len);
         self.out
     }
 
-    /// Decides whether the line starting at `self.pos` begins a new item.
+    /// Where the run of [`PLAIN`] and [`BLANK`] bytes from `from` ends: inside a chunk,
+    /// they change nothing.
+    fn quiet_run_end(&self, from: usize) -> usize {
+        self.bytes[from..]
+            .iter()
+            .position(|&b| CLASS[usize::from(b)] > BLANK)
+            .map_or(self.bytes.len(), |p| from + p)
+    }
+
+    fn open(&mut self, b: u8) {
+        self.ensure_chunk(self.pos);
+        self.open.push((b, self.pos));
+        if self.open.len() > MAX_NESTING && !self.too_deep_reported {
+            self.too_deep_reported = true;
+            self.chunk_broken = true;
+            self.out.diagnostics.push(
+                Diagnostic::error(
+                    codes::TOO_DEEP,
+                    format!("brackets are nested more than {MAX_NESTING} levels deep"),
+                )
+                .with_label(Span::new(self.pos, self.pos + 1), "too deep here")
+                .with_help("split the logic into segments or separate steps"),
+            );
+        }
+        self.pos += 1;
+    }
+
+    /// Decides whether the line starting at `self.pos` begins a new item, and moves to
+    /// the line's first word.
     fn line_start(&mut self) {
         let line = self.pos;
         let mut first = line;
         while first < self.bytes.len() && matches!(self.bytes[first], b' ' | b'\t' | b'\r') {
             first += 1;
         }
-        if self.bytes[first..].starts_with("\u{FEFF}".as_bytes()) {
+        if self.bytes[first..].starts_with(BOM) {
             first += 3;
         }
+        // The blanks and the byte order mark before the first word change nothing.
+        self.pos = first;
+        // The first letters of the item keywords.
+        if !matches!(
+            self.bytes.get(first),
+            Some(b'c' | b'e' | b'f' | b'j' | b'q' | b'r' | b's' | b't')
+        ) {
+            return;
+        }
         let word = word_at(self.bytes, first);
-        if word.is_empty() || !ITEM_KEYWORDS.contains(&word) {
+        if !is_item_keyword(word) {
             return;
         }
         if self.open.is_empty() {
@@ -167,21 +245,21 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    fn is_strong_item_start(&self, at: usize, word: &str) -> bool {
-        if STRONG_ITEM_KEYWORDS.contains(&word) {
+    fn is_strong_item_start(&self, at: usize, word: &[u8]) -> bool {
+        if is_strong_item_keyword(word) {
             return true;
         }
         let rest = &self.src[at + word.len()..];
         let rest = rest.trim_start_matches([' ', '\t']);
         match word {
-            "contact" => rest.starts_with('{'),
-            "score" | "tag" => {
+            b"contact" => rest.starts_with('{'),
+            b"score" | b"tag" => {
                 let name = word_at(rest.as_bytes(), 0);
-                if name.is_empty() || matches!(name, "add" | "remove") {
+                if name.is_empty() || matches!(name, b"add" | b"remove") {
                     return false;
                 }
                 let after = rest[name.len()..].trim_start_matches([' ', '\t']);
-                if word == "score" {
+                if word == b"score" {
                     after.starts_with('{') || after.starts_with('"')
                 } else {
                     after.is_empty()
@@ -355,13 +433,13 @@ fn closing(open: u8) -> char {
     }
 }
 
-fn word_at(bytes: &[u8], at: usize) -> &str {
+/// The run of ASCII letters, digits and `_` at `at`.
+fn word_at(bytes: &[u8], at: usize) -> &[u8] {
     let mut end = at;
     while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
         end += 1;
     }
-    // Only ASCII bytes were taken, so this slice is valid UTF-8.
-    std::str::from_utf8(&bytes[at..end]).unwrap_or("")
+    &bytes[at..end]
 }
 
 fn memchr_newline(bytes: &[u8], from: usize) -> usize {

@@ -363,8 +363,12 @@ fn expr() -> impl Strategy<Value = String> {
             2 => inner.clone().prop_map(|e| format!("({e})")),
             1 => (inner.clone(), any::<bool>())
                 .prop_map(|(e, not)| format!("{e} is {}set", if not { "not " } else { "" })),
-            2 => (name(), vec(call_arg(inner.clone()), 0..3))
-                .prop_map(|(f, args)| format!("{f}({})", args.join(", "))),
+            2 => (name(), vec(call_arg(inner.clone()), 0..3), any::<bool>()).prop_map(
+                |(f, args, trailing_comma)| {
+                    let comma = if trailing_comma && !args.is_empty() { "," } else { "" };
+                    format!("{f}({}{comma})", args.join(", "))
+                }
+            ),
             1 => (vec(inner.clone(), 0..4), any::<bool>()).prop_map(|(items, trailing_comma)| {
                 let comma = if trailing_comma && !items.is_empty() { "," } else { "" };
                 format!("[{}{comma}]", items.join(", "))
