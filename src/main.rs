@@ -9,6 +9,9 @@ mod report;
 use clap::Parser;
 use std::process::ExitCode;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// What a command's outcome means to a shell or CI step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

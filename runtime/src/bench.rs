@@ -420,6 +420,10 @@ pub struct EngineReport {
     pub transitions: u64,
     pub seconds: f64,
     pub transitions_per_second: f64,
+    /// Transitions per second in the steady state: from when both timers of the first
+    /// runs fire until the last run starts, while starts and timers overlap. `None`
+    /// when that window is under a second (too few runs for the rate).
+    pub steady_per_second: Option<f64>,
     pub timers_fired: u64,
     /// Timer lateness percentiles, as the upper bound of the histogram bucket they
     /// fall in (seconds); `None` beyond the last bucket.
@@ -443,9 +447,12 @@ impl std::fmt::Display for EngineReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bound = |b: Option<f64>| b.map_or_else(|| "> 60 s".to_string(), |b| format!("≤ {b} s"));
         if self.runs > 0 {
+            let steady = self.steady_per_second.map_or_else(String::new, |rate| {
+                format!(", steady state {rate:.0} transitions/s with timers firing")
+            });
             writeln!(
                 f,
-                "engine: {} runs, {} transitions in {:.2} s: {:.0} transitions/s ({}), {} timers fired; \
+                "engine: {} runs, {} transitions in {:.2} s: {:.0} transitions/s{steady} ({}), {} timers fired; \
              timer lateness p50 {}, p99 {}, mean {:.0} ms",
                 self.runs,
                 self.transitions,
@@ -547,6 +554,20 @@ fn lateness_percentile(before: &Counters, after: &Counters, p: f64) -> Option<f6
         }
     }
     None
+}
+
+/// When the steady state begins: the engine project's runs wait 5 s, then 1 s, so from
+/// then on starts and both timers come at the same rate.
+const STEADY_FROM_SECS: f64 = 6.5;
+
+/// Transitions per second between the first sample at or after `from` seconds and the
+/// last sample; `None` when they are less than a second apart.
+fn steady_rate(samples: &[(f64, u64)], from: f64) -> Option<f64> {
+    let first = samples.iter().find(|(t, _)| *t >= from)?;
+    let last = samples.last()?;
+    let span = last.0 - first.0;
+    #[expect(clippy::cast_precision_loss, reason = "a rate for people")]
+    (span >= 1.0).then(|| last.1.saturating_sub(first.1) as f64 / span)
 }
 
 /// Resident memory of this process, MiB (Linux; 0 elsewhere).
@@ -676,7 +697,24 @@ async fn engine_phases(
     let url = &daemon.url;
     let before = counters(&client, url).await?;
     let started = Instant::now();
-    send_paced(
+    // The transitions counter, read every quarter second while runs start.
+    let (stop_sampling, mut stopped) = tokio::sync::watch::channel(false);
+    let sampler = {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            let mut samples: Vec<(f64, u64)> = Vec::new();
+            loop {
+                if let Ok(now) = counters(&client, &url).await {
+                    samples.push((started.elapsed().as_secs_f64(), now.transitions));
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                    _ = stopped.changed() => return samples,
+                }
+            }
+        })
+    };
+    let sent = send_paced(
         &client,
         url,
         "Bench Start",
@@ -685,7 +723,11 @@ async fn engine_phases(
         options,
         options.rate,
     )
-    .await?;
+    .await;
+    let _ = stop_sampling.send(true);
+    let samples = sampler.await.unwrap_or_default();
+    sent?;
+    let steady_per_second = steady_rate(&samples, STEADY_FROM_SECS);
     // Every run is moved by two timers.
     let wanted = before.timers_fired + 2 * options.runs as u64;
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -720,6 +762,7 @@ async fn engine_phases(
         transitions,
         seconds,
         transitions_per_second: transitions as f64 / seconds.max(f64::EPSILON),
+        steady_per_second,
         timers_fired: after.timers_fired - before.timers_fired,
         lateness_p50: lateness_percentile(&before, &after, 0.5),
         lateness_p99: lateness_percentile(&before, &after, 0.99),
@@ -758,4 +801,24 @@ async fn engine_phases(
         }),
         ..report
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::steady_rate;
+
+    #[test]
+    fn steady_rate_spans_from_the_start_of_the_window_to_the_last_sample() {
+        let samples = [
+            (0.0, 0),
+            (6.0, 100),
+            (6.5, 1_000),
+            (7.5, 3_000),
+            (8.5, 5_000),
+        ];
+        assert_eq!(steady_rate(&samples, 6.5), Some(2_000.0));
+        // Under a second of steady state says nothing.
+        assert_eq!(steady_rate(&samples[..4], 7.0), None);
+        assert_eq!(steady_rate(&samples, 9.0), None);
+    }
 }

@@ -16,6 +16,7 @@ use crate::store::{Result, Store, StoreError, Tx};
 use crate::time::Clock;
 use cairn_plan::Plan;
 use serde_json::{Value as Json, json};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use tokio::sync::Notify;
@@ -128,9 +129,13 @@ impl StateCache {
         let Ok(mut entries) = self.entries.lock() else {
             return HashMap::new();
         };
-        ids.iter()
-            .filter_map(|id| entries.states.remove(id).map(|(_, s)| (id.clone(), s)))
-            .collect()
+        let mut taken = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some((_, state)) = entries.states.remove(id) {
+                taken.insert(id.clone(), state);
+            }
+        }
+        taken
     }
 
     fn forget(&self, ids: &[String]) {
@@ -330,8 +335,8 @@ impl Core {
                 rows.push(EventRow {
                     contact_id: Some(id.clone()),
                     anonymous_id: None,
-                    name: "contact_created".into(),
-                    payload: json!({}),
+                    name: Cow::Borrowed("contact_created"),
+                    payload: Cow::Owned(json!({})),
                     occurred_at: input.occurred_at.min(now),
                     received_at: now,
                     message_id: format!("cairn:contact_created:{id}"),
@@ -343,16 +348,16 @@ impl Core {
                     rows.push(EventRow {
                         contact_id: contact.clone(),
                         anonymous_id: input.anonymous_id.clone().filter(|_| contact.is_none()),
-                        name: event.clone(),
+                        name: Cow::Borrowed(event),
                         // An erased contact's later events keep no payload.
                         payload: if contact
                             .as_ref()
                             .and_then(|id| states.get(id))
                             .is_some_and(|s| s.contact.erased)
                         {
-                            json!({})
+                            Cow::Owned(json!({}))
                         } else {
-                            payload.clone()
+                            Cow::Borrowed(payload)
                         },
                         occurred_at: input.occurred_at,
                         received_at: now,
@@ -424,7 +429,17 @@ impl Core {
         let created = tx.ensure_contacts(&missing, now).await?;
         let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         tx.lock_contacts(&id_refs).await?;
-        states.extend(tx.load_states(&missing, &created).await?);
+        // A contact created just now has nothing to read, unless history was merged
+        // into it.
+        let (fresh, stored): (Vec<String>, Vec<String>) = missing
+            .into_iter()
+            .partition(|id| created.contains(id) && !merged.contains(id));
+        states.extend(
+            fresh
+                .iter()
+                .map(|id| (id.clone(), ContactState::created(id, now))),
+        );
+        states.extend(tx.load_states(&stored, &created).await?);
         Ok((states, created))
     }
 
@@ -451,21 +466,60 @@ impl Core {
         Ok(done)
     }
 
+    /// Takes up to `limit` due timers and runs them, in one transaction that deletes
+    /// them as it takes them: for a SQLite daemon, the store's one worker, which needs
+    /// no lease (a failed or interrupted transaction leaves every timer in place).
+    /// Returns how many timers ran.
+    pub async fn run_due_timers(&self, limit: i64) -> Result<u64> {
+        let Some(active) = self.active_plan() else {
+            return Ok(0);
+        };
+        let (done, applied) = crate::store::retrying("a timer transaction", || async {
+            let mut tx = self.store.begin().await?;
+            let timers = tx.take_due_timers(self.now(), limit).await?;
+            if timers.is_empty() {
+                tx.rollback().await?;
+                return Ok((0, Applied::default()));
+            }
+            self.work_timers(tx, &timers, TimerGuard::Taken, &active)
+                .await
+        })
+        .await?;
+        self.after_commit(&applied);
+        self.metrics.record_applied(&applied);
+        Ok(done)
+    }
+
     async fn run_timers_once(
         &self,
         timers: &[ClaimedTimer],
         active: &Arc<LoadedPlan>,
     ) -> Result<(u64, Applied)> {
+        let tx = self.store.begin().await?;
+        self.work_timers(tx, timers, TimerGuard::Lease, active)
+            .await
+    }
+
+    /// Runs the work of `timers` in `tx` and commits.
+    async fn work_timers(
+        &self,
+        mut tx: Tx,
+        timers: &[ClaimedTimer],
+        guard: TimerGuard,
+        active: &Arc<LoadedPlan>,
+    ) -> Result<(u64, Applied)> {
         let now = self.now();
-        let mut tx = self.store.begin().await?;
         let mut ids: Vec<String> = timers.iter().map(|t| t.contact_id.clone()).collect();
         ids.sort_unstable();
         ids.dedup();
         let generation = self.cache.as_ref().map(StateCache::generation);
-        // Guarded by the lease: a timer another worker took over, or an event moved,
-        // is not ours any more and its work is skipped.
         let (states, _) = self.load(&mut tx, &ids, &[], now).await?;
-        let released = tx.release_timers(timers, &self.worker_id).await?;
+        let released = match guard {
+            // Guarded by the lease: a timer another worker took over, or an event
+            // moved, is not ours any more and its work is skipped.
+            TimerGuard::Lease => tx.release_timers(timers, &self.worker_id).await?,
+            TimerGuard::Taken => timers.iter().map(|t| t.id).collect(),
+        };
         let mut work = Work::new(self, active.clone(), now, states);
         let mut done = 0;
         for timer in timers {
@@ -492,6 +546,36 @@ impl Core {
         }
         if applied.messages > 0 {
             self.outbox_changed.notify_one();
+        }
+    }
+}
+
+/// What makes a timer this worker's to run.
+#[derive(Clone, Copy)]
+enum TimerGuard {
+    /// Claimed earlier with a lease: deleted guarded by owner and attempt.
+    Lease,
+    /// Deleted by the transaction that runs it.
+    Taken,
+}
+
+/// The event [`Work::announce`] hands to the engines.
+#[derive(Clone, Copy)]
+enum Announced<'r> {
+    /// Just stored in the contact's history, at this index.
+    Stored(usize),
+    /// Not stored (an `$identify`).
+    Loose(&'r EventRecord),
+}
+
+impl<'r> Announced<'r> {
+    fn record<'h>(self, history: &'h [EventRecord]) -> &'h EventRecord
+    where
+        'r: 'h,
+    {
+        match self {
+            Announced::Stored(at) => &history[at],
+            Announced::Loose(record) => record,
         }
     }
 }
@@ -546,7 +630,7 @@ impl<'c> Work<'c> {
         &mut self,
         input: &Input,
         contact: Option<&str>,
-        event: Option<(&EventRow, Option<i64>)>,
+        event: Option<(&EventRow<'_>, Option<i64>)>,
         announce: bool,
     ) -> Result<()> {
         match &input.kind {
@@ -715,34 +799,33 @@ impl<'c> Work<'c> {
             payload: json!({}),
             occurred_at: at,
         };
-        self.announce(contact_id, &record).await
+        self.announce(contact_id, Announced::Loose(&record)).await
     }
 
     /// Hands a stored event to the engine of every version with runs in flight for the
     /// contact, then to the active one.
-    async fn event(&mut self, contact_id: &str, row: &EventRow, id: i64) -> Result<()> {
+    async fn event(&mut self, contact_id: &str, row: &EventRow<'_>, id: i64) -> Result<()> {
+        let Some(state) = self.contacts.get_mut(contact_id) else {
+            return Ok(());
+        };
+        // Keep the history ordered by time, then arrival; the engines read the event
+        // where it was stored (deciding never changes the history).
+        let at = state
+            .history
+            .partition_point(|e| (e.occurred_at, e.id) <= (row.occurred_at, id));
         let record = EventRecord {
             id,
-            name: row.name.clone(),
-            payload: row.payload.clone(),
+            name: row.name.to_string(),
+            payload: row.payload.as_ref().clone(),
             occurred_at: row.occurred_at,
         };
-        {
-            let Some(state) = self.contacts.get_mut(contact_id) else {
-                return Ok(());
-            };
-            // Keep the history ordered by time, then arrival.
-            let at = state
-                .history
-                .partition_point(|e| (e.occurred_at, e.id) <= (record.occurred_at, id));
-            state.history.insert(at, record.clone());
-        }
-        self.announce(contact_id, &record).await
+        state.history.insert(at, record);
+        self.announce(contact_id, Announced::Stored(at)).await
     }
 
-    /// Hands `record` to the engine of every version with runs in flight for the
+    /// Hands the event to the engine of every version with runs in flight for the
     /// contact, then to the active one.
-    async fn announce(&mut self, contact_id: &str, record: &EventRecord) -> Result<()> {
+    async fn announce(&mut self, contact_id: &str, announced: Announced<'_>) -> Result<()> {
         let versions = {
             let Some(state) = self.contacts.get(contact_id) else {
                 return Ok(());
@@ -764,7 +847,7 @@ impl<'c> Work<'c> {
                 engine.on_event(
                     &state.contact,
                     &state.history,
-                    record,
+                    announced.record(&state.history),
                     &state.active_runs(),
                     now,
                 )
@@ -775,7 +858,7 @@ impl<'c> Work<'c> {
             engine.on_event(
                 &state.contact,
                 &state.history,
-                record,
+                announced.record(&state.history),
                 &state.active_runs(),
                 now,
             )

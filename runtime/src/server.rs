@@ -343,6 +343,7 @@ pub async fn run_with_clock(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let timers = tokio::spawn(timer_worker(core.clone(), config.clone(), stop_rx.clone()));
+    let checkpoints = tokio::spawn(checkpointer(store.clone(), stop_rx.clone()));
     let mut dispatch_config = DispatchConfig::new(
         config.outbox_dir.clone(),
         credentials.webhook_secret.clone(),
@@ -391,6 +392,7 @@ pub async fn run_with_clock(
     let workers = tokio::time::timeout(grace, async {
         let _ = timers.await;
         let _ = dispatch.await;
+        let _ = checkpoints.await;
     })
     .await;
     if drained.is_err() || workers.is_err() {
@@ -452,6 +454,27 @@ pub fn serve_blocking(
     })
 }
 
+/// How often the checkpointer copies the SQLite write-ahead log into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+
+/// On SQLite, checkpoints the write-ahead log from a reader connection every
+/// [`CHECKPOINT_EVERY`], until `stop`, so the single writer does not stop to do it
+/// (under a steady load that was an eighth of the writer's time). A no-op on PostgreSQL.
+async fn checkpointer(store: Store, mut stop: watch::Receiver<bool>) {
+    if store.backend() != Backend::Sqlite {
+        return;
+    }
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        if let Err(e) = store.checkpoint().await {
+            tracing::debug!(error = %e, "a WAL checkpoint did not run; the next one will");
+        }
+    }
+}
+
 /// Claims due timers in batches and runs them, until `stop`.
 async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Receiver<bool>) {
     let lease = i64::try_from(config.timer_lease.as_millis()).unwrap_or(60_000);
@@ -462,6 +485,32 @@ async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Rec
     loop {
         if *stop.borrow() {
             return;
+        }
+        if core.store.backend() == Backend::Sqlite {
+            // The store's one worker: timers are taken and run in one transaction.
+            match core.run_due_timers(batch).await {
+                Ok(done) if done > 0 => {
+                    batch = batch.saturating_mul(2).min(config.timer_batch.max(1));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, batch, "running timers failed");
+                    batch = (batch / 2).max(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
+                }
+            }
+            let wait = next_timer_wait(&core, &config).await;
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = core.timers_changed.notified() => {}
+                _ = stop.changed() => {}
+            }
+            continue;
         }
         let now = core.now();
         let claimed = core
@@ -485,17 +534,7 @@ async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Rec
                     continue;
                 }
             }
-            Ok(_) => match core.store.next_timer_due().await {
-                Ok(Some(due)) => {
-                    let ms = u64::try_from((due - core.now()).max(0)).unwrap_or(0);
-                    Duration::from_millis(ms).min(config.timer_poll)
-                }
-                Ok(None) => config.timer_poll,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading the timers failed");
-                    config.timer_poll
-                }
-            },
+            Ok(_) => next_timer_wait(&core, &config).await,
             Err(e) => {
                 tracing::warn!(error = %e, "claiming timers failed");
                 Duration::from_secs(1)
@@ -505,6 +544,22 @@ async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Rec
             () = tokio::time::sleep(wait) => {}
             () = core.timers_changed.notified() => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// How long the timer worker may sleep when nothing is due: until the next timer, at
+/// most `timer_poll`.
+async fn next_timer_wait(core: &Core, config: &ServeConfig) -> Duration {
+    match core.store.next_timer_due().await {
+        Ok(Some(due)) => {
+            let ms = u64::try_from((due - core.now()).max(0)).unwrap_or(0);
+            Duration::from_millis(ms).min(config.timer_poll)
+        }
+        Ok(None) => config.timer_poll,
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the timers failed");
+            config.timer_poll
         }
     }
 }

@@ -5,6 +5,7 @@ use super::{Result, StoreError, Tx, json, on_tx};
 use crate::model::{Contact, EndReason, EventRecord, Millis, Run, RunState, SentMessage};
 use serde_json::{Map, Value as Json};
 use sqlx::Row;
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Everything the engine reads about one contact, kept in step with the writes of the
@@ -21,6 +22,22 @@ pub struct ContactState {
 }
 
 impl ContactState {
+    /// A contact [`Tx::ensure_contacts`] created at `now` in this transaction, as
+    /// [`Tx::load_states`] would read it back: its row holds no traits, and nothing else
+    /// refers to it yet (unless history was merged into it, which must be read).
+    pub fn created(id: &str, now: Millis) -> ContactState {
+        ContactState {
+            contact: Contact {
+                id: id.to_string(),
+                created_at: now,
+                ..Contact::default()
+            },
+            history: Vec::new(),
+            runs: Vec::new(),
+            created: true,
+        }
+    }
+
     /// The runs still in flight.
     pub fn active_runs(&self) -> Vec<Run> {
         self.runs
@@ -345,13 +362,14 @@ impl Tx {
 }
 
 /// An event to store in a bulk insert. Every row has a `message_id` (generated when
-/// the client sent none), by which the inserted ids are matched back.
+/// the client sent none), by which the inserted ids are matched back. Name and payload
+/// borrow from the request they came in when they can: a busy ingest copies nothing.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct EventRow {
+pub struct EventRow<'a> {
     pub contact_id: Option<String>,
     pub anonymous_id: Option<String>,
-    pub name: String,
-    pub payload: Json,
+    pub name: Cow<'a, str>,
+    pub payload: Cow<'a, Json>,
     pub occurred_at: Millis,
     pub received_at: Millis,
     pub message_id: String,
@@ -552,7 +570,7 @@ impl Tx {
 
     /// Stores events in one statement; returns each row's id, or `None` for a row
     /// whose `message_id` was seen before (in the database or earlier in `rows`).
-    pub async fn insert_events(&mut self, rows: &[EventRow]) -> Result<Vec<Option<i64>>> {
+    pub async fn insert_events(&mut self, rows: &[EventRow<'_>]) -> Result<Vec<Option<i64>>> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }

@@ -34,7 +34,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Postgres, Row as _, Sqlite, Transaction};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -45,6 +45,11 @@ pub use migrate::SCHEMA_VERSION;
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Readers beside the one SQLite writer (status pages, admin queries).
 const SQLITE_READERS: u32 = 4;
+/// WAL pages (4 KiB each) after which a committing connection copies the WAL back into
+/// the database file itself. The daemon's checkpointer ([`Store::checkpoint`]) does it
+/// long before, from a connection of its own, so the single writer rarely pays for it;
+/// this bound holds when nothing else checkpoints (other commands, a stalled task).
+const SQLITE_AUTOCHECKPOINT_PAGES: &str = "8000";
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +264,8 @@ impl Store {
             .busy_timeout(SQLITE_BUSY_TIMEOUT)
             .foreign_keys(false)
             .pragma("temp_store", "memory")
-            .pragma("cache_size", "-65536");
+            .pragma("cache_size", "-65536")
+            .pragma("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT_PAGES);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -324,6 +330,21 @@ impl Store {
             Pools::Sqlite { read, .. } => Tx::Sqlite(read.begin().await?),
             Pools::Postgres(pool) => Tx::Postgres(pool.begin().await?),
         })
+    }
+
+    /// On SQLite, copies the pages committed to the write-ahead log back into the
+    /// database file, from a reader connection: `PASSIVE`, so it neither waits for nor
+    /// blocks the writer and readers, and the writer's commits stay short. Returns the
+    /// WAL pages still to copy (readers may hold some). A no-op on PostgreSQL.
+    pub async fn checkpoint(&self) -> Result<i64> {
+        let Pools::Sqlite { read, .. } = &self.pools else {
+            return Ok(0);
+        };
+        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .fetch_one(read)
+            .await?;
+        let (log, copied): (i64, i64) = (row.try_get(1)?, row.try_get(2)?);
+        Ok((log - copied).max(0))
     }
 
     /// Closes every connection, after the work in flight.

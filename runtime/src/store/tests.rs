@@ -662,7 +662,9 @@ async fn bulk_statements_create_load_insert_and_release() {
             contact_id: Some(contact.into()),
             anonymous_id: None,
             name: "signup".into(),
-            payload: json!({"form": message, "n": 1.5, "nested": {"ok": true}}),
+            payload: std::borrow::Cow::Owned(
+                json!({"form": message, "n": 1.5, "nested": {"ok": true}}),
+            ),
             occurred_at: 20,
             received_at: 21,
             message_id: message.into(),

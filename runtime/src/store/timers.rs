@@ -51,6 +51,20 @@ const CLAIM_SQLITE: &str = "UPDATE timers
         LIMIT $4)
     RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt";
 
+// A SQLite daemon is the store's one worker: it deletes due timers in the transaction
+// that runs them, with no lease.
+const DUE_SQLITE: &str = "SELECT id, key, kind, contact_id, run_id, detail, due_at, attempt
+    FROM timers
+    WHERE due_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+    ORDER BY due_at
+    LIMIT $2";
+const DELETE_TIMERS_BY_ID: &str =
+    "DELETE FROM timers WHERE id IN (SELECT value FROM json_each($1))";
+/// Timers this binary cannot run are set aside for an hour, as a lease would.
+const SET_ASIDE_TIMERS: &str = "UPDATE timers SET lease_expires_at = $2, attempt = attempt + 1
+    WHERE id IN (SELECT value FROM json_each($1))";
+const SET_ASIDE_FOR: Millis = 3_600_000;
+
 const RELEASE_TIMERS: (&str, &str) = (
     "DELETE FROM timers WHERE lease_owner = $2 AND (id, attempt) IN
         (SELECT value->>0, value->>1 FROM jsonb_each($1))
@@ -187,6 +201,48 @@ impl Tx {
         });
         claimed.sort_by_key(|t| (t.due_at, t.id));
         Ok(claimed)
+    }
+
+    /// Deletes and returns up to `limit` timers due at `now`, ordered by due time, for
+    /// this transaction to run: only on SQLite, where one daemon works the store and
+    /// a rolled-back transaction puts them all back. On PostgreSQL, claim them with a
+    /// lease ([`Store::claim_timers`]).
+    pub async fn take_due_timers(&mut self, now: Millis, limit: i64) -> Result<Vec<ClaimedTimer>> {
+        let Tx::Sqlite(c) = self else {
+            return Err(super::StoreError::Conflict(
+                "timers are taken without a lease only on SQLite".into(),
+            ));
+        };
+        let rows = sqlx::query(DUE_SQLITE)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut **c)
+            .await?;
+        let mut taken = Vec::with_capacity(rows.len());
+        let mut set_aside = Vec::new();
+        for row in &rows {
+            match claimed_from_row(row)? {
+                Some(timer) => taken.push(timer),
+                // Work this binary does not understand: leave it to a newer one.
+                None => set_aside.push(row.try_get::<i64, _>("id")?),
+            }
+        }
+        if !taken.is_empty() {
+            let ids: Vec<i64> = taken.iter().map(|t| t.id).collect();
+            sqlx::query(DELETE_TIMERS_BY_ID)
+                .bind(super::json(&ids))
+                .execute(&mut **c)
+                .await?;
+        }
+        if !set_aside.is_empty() {
+            sqlx::query(SET_ASIDE_TIMERS)
+                .bind(super::json(&set_aside))
+                .bind(now + SET_ASIDE_FOR)
+                .execute(&mut **c)
+                .await?;
+        }
+        taken.sort_by_key(|t| (t.due_at, t.id));
+        Ok(taken)
     }
 
     /// [`Tx::release_timer`] for many timers in one statement: returns the ids of those
