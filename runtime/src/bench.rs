@@ -127,6 +127,8 @@ struct Daemon {
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), server::ServeError>>,
     state_dir: std::path::PathBuf,
+    /// On PostgreSQL, the schema of its own this phase ran in: (server URL, schema).
+    schema: Option<(String, String)>,
 }
 
 impl Daemon {
@@ -145,8 +147,31 @@ impl Daemon {
         std::fs::create_dir_all(&state_dir).map_err(|e| {
             BenchError::Setup(format!("cannot create `{}`: {e}", state_dir.display()))
         })?;
-        let database = database_url
-            .unwrap_or_else(|| format!("sqlite:{}", state_dir.join("bench.db").display()));
+        let seq = DAEMONS.load(Ordering::Relaxed);
+        let (database, schema) = match database_url {
+            // Each phase gets a fresh schema, so one phase's rows do not weigh on the next.
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                let name = format!("cairn_bench_{}_{seq}", std::process::id());
+                let admin = sqlx::PgPool::connect(&url)
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("cannot reach `{url}`: {e}")))?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+                    .execute(&admin)
+                    .await
+                    .map_err(|e| BenchError::Setup(format!("cannot create a schema: {e}")))?;
+                admin.close().await;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                (
+                    format!("{url}{separator}options=-csearch_path%3D{name}"),
+                    Some((url, name)),
+                )
+            }
+            Some(url) => (url, None),
+            None => (
+                format!("sqlite:{}", state_dir.join("bench.db").display()),
+                None,
+            ),
+        };
         let mut config = ServeConfig::new(database, state_dir.clone());
         config.plan = Some(plan);
         config.write_key = Some(WRITE_KEY.into());
@@ -189,6 +214,7 @@ impl Daemon {
             stop,
             task,
             state_dir,
+            schema,
         })
     }
 
@@ -196,6 +222,18 @@ impl Daemon {
         let _ = self.stop.send(());
         let _ = self.task.await;
         let _ = std::fs::remove_dir_all(&self.state_dir);
+        if let Some((url, name)) = self.schema
+            && let Ok(admin) = sqlx::PgPool::connect(&url).await
+        {
+            let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
+            if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
+                .execute(&admin)
+                .await
+            {
+                tracing::warn!(schema = %name, error = %e, "the bench schema was not dropped");
+            }
+            admin.close().await;
+        }
     }
 }
 
