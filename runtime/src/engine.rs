@@ -1395,24 +1395,32 @@ impl<'e, 'p> Decision<'e, 'p> {
         let visit = run.visits.get(step).copied().unwrap_or(1);
         let message = format!("{}/{step}/{visit}", run.id);
         let links = &self.engine.links;
-        context.insert(
-            "unsubscribe_url".into(),
-            json!(crate::links::unsubscribe_url(
-                &links.base_url,
-                &links.secret,
-                &self.contact.id,
-                &message
-            )),
-        );
-        context.insert(
-            "preferences_url".into(),
-            json!(crate::links::preferences_url(
-                &links.base_url,
-                &links.secret,
-                &self.contact.id
-            )),
-        );
-        if let Some(consent) = self.first_consent(tpl.channel) {
+        // Each link is signed (an HMAC over its JSON payload): only the links a part
+        // may print are made.
+        if reads(tpl, "unsubscribe_url") {
+            context.insert(
+                "unsubscribe_url".into(),
+                json!(crate::links::unsubscribe_url(
+                    &links.base_url,
+                    &links.secret,
+                    &self.contact.id,
+                    &message
+                )),
+            );
+        }
+        if reads(tpl, "preferences_url") {
+            context.insert(
+                "preferences_url".into(),
+                json!(crate::links::preferences_url(
+                    &links.base_url,
+                    &links.secret,
+                    &self.contact.id
+                )),
+            );
+        }
+        if reads(tpl, "confirm_url")
+            && let Some(consent) = self.first_consent(tpl.channel)
+        {
             context.insert(
                 "confirm_url".into(),
                 json!(crate::links::confirm_url(
@@ -1588,6 +1596,14 @@ fn compiled_part(source: &str) -> Option<std::sync::Arc<minijinja::Environment<'
     }
     cache.insert(source.to_string(), env.clone());
     Some(env)
+}
+
+/// Whether a part of `tpl` may read the variable `name`: its source names it, or prints
+/// the whole context (`debug()`). A variable no part names cannot change the output.
+fn reads(tpl: &cairn_plan::Template, name: &str) -> bool {
+    tpl.parts
+        .values()
+        .any(|part| part.source.contains(name) || part.source.contains("debug"))
 }
 
 /// The channel an engagement event (an open or a click) shows the contact using.

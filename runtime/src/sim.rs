@@ -8,6 +8,65 @@ use crate::model::*;
 use cairn_plan::Plan;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// A map keyed by ids (contacts, runs, wakeup keys) with [`IdHasher`].
+pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// A set of keys hashed with [`IdHasher`].
+pub type IdSet<K> = HashSet<K, BuildHasherDefault<IdHasher>>;
+
+/// A fast hasher for the world's short ids, eight bytes at a step (the multiply and
+/// rotate of rustc's FxHash). It gives up the standard hasher's resistance to
+/// crafted collisions, which a replay of one's own events does not need; nothing the
+/// world decides or reports depends on the order of a map.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl IdHasher {
+    const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::SEED);
+    }
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// Work due at an instant, in the order it fires then: runs (by id) before wakeups (in
 /// the order they were scheduled).
@@ -22,49 +81,51 @@ const BACKGROUND_DROP_MIN: usize = 10_000;
 
 pub struct World<'p> {
     plan: &'p Plan,
-    pub contacts: BTreeMap<String, Contact>,
-    pub history: BTreeMap<String, Vec<EventRecord>>,
-    pub runs: BTreeMap<String, Run>,
+    pub contacts: IdMap<String, Contact>,
+    pub history: IdMap<String, Vec<EventRecord>>,
+    pub runs: IdMap<String, Run>,
     pub outbox: Vec<OutboxMessage>,
     pub outcomes: Vec<Outcome>,
     /// The virtual clock.
     pub now: Millis,
     next_event_id: i64,
-    links: Links,
+    /// The engine every decision goes through: built once, so its links are not
+    /// copied for each one.
+    engine: Engine<'p>,
     /// The timer table: what is due when, so finding the next due work does not scan
     /// every run (a replay holds hundreds of thousands).
     queue: BTreeSet<(Millis, Due)>,
     /// Each run's entry in `queue`, if it waits for a time.
-    run_due: HashMap<String, Millis>,
+    run_due: IdMap<String, Millis>,
     /// Pending contact-level wakeups by key, with their place in `queue`.
-    wakeups: HashMap<String, (Millis, u64, Wakeup)>,
-    wakeup_keys: HashMap<u64, String>,
+    wakeups: IdMap<String, (Millis, u64, Wakeup)>,
+    wakeup_keys: IdMap<u64, String>,
     next_wakeup: u64,
     /// Each contact's runs, ended ones included.
-    runs_of: HashMap<String, Vec<String>>,
+    runs_of: IdMap<String, Vec<String>>,
     /// The idempotency keys (run, step, visit) of the outbox.
-    sent_keys: HashSet<(String, String, u32)>,
+    sent_keys: IdSet<(String, String, u32)>,
 }
 
 impl<'p> World<'p> {
     pub fn new(plan: &'p Plan, start: Millis) -> Self {
         Self {
             plan,
-            contacts: BTreeMap::new(),
-            history: BTreeMap::new(),
-            runs: BTreeMap::new(),
+            contacts: IdMap::default(),
+            history: IdMap::default(),
+            runs: IdMap::default(),
             outbox: Vec::new(),
             outcomes: Vec::new(),
             now: start,
             next_event_id: 1,
-            links: Links::default(),
+            engine: Engine::new(plan, 1, true, Links::default()),
             queue: BTreeSet::new(),
-            run_due: HashMap::new(),
-            wakeups: HashMap::new(),
-            wakeup_keys: HashMap::new(),
+            run_due: IdMap::default(),
+            wakeups: IdMap::default(),
+            wakeup_keys: IdMap::default(),
             next_wakeup: 0,
-            runs_of: HashMap::new(),
-            sent_keys: HashSet::new(),
+            runs_of: IdMap::default(),
+            sent_keys: IdSet::default(),
         }
     }
 
@@ -94,10 +155,6 @@ impl<'p> World<'p> {
             .spawn(move || drop(state));
         // Without a thread the world is freed here, as it would have been.
         drop(spawned);
-    }
-
-    fn engine(&self) -> Engine<'p> {
-        Engine::new(self.plan, 1, true, self.links.clone())
     }
 
     pub fn add_contact(&mut self, contact: Contact) {
@@ -172,7 +229,6 @@ impl<'p> World<'p> {
 
     /// Hands each run of `ids` to the engine.
     fn fire_runs(&mut self, ids: Vec<String>) {
-        let engine = self.engine();
         for id in ids {
             if let Some(at) = self.run_due.remove(&id) {
                 self.queue.remove(&(at, Due::Run(id.clone())));
@@ -188,7 +244,7 @@ impl<'p> World<'p> {
                     .history
                     .get(&run.contact_id)
                     .map_or(&[][..], Vec::as_slice);
-                engine.on_run_due(contact, history, run, self.now)
+                self.engine.on_run_due(contact, history, run, self.now)
             };
             self.apply(effects);
         }
@@ -206,7 +262,6 @@ impl<'p> World<'p> {
             })
             .collect();
         self.fire_runs(runs);
-        let engine = self.engine();
         let due_now: Vec<(Millis, u64)> = self
             .queue
             .iter()
@@ -235,7 +290,7 @@ impl<'p> World<'p> {
                     .history
                     .get(&wakeup.contact_id)
                     .map_or(&[][..], Vec::as_slice);
-                engine.on_wakeup(contact, history, &wakeup, self.now)
+                self.engine.on_wakeup(contact, history, &wakeup, self.now)
             };
             self.apply(effects);
         }
@@ -250,8 +305,10 @@ impl<'p> World<'p> {
             occurred_at: self.now,
         };
         self.next_event_id += 1;
-        let engine = self.engine();
-        let history = self.history.entry(contact_id.to_string()).or_default();
+        let history = match self.history.get_mut(contact_id) {
+            Some(history) => history,
+            None => self.history.entry(contact_id.to_string()).or_default(),
+        };
         history.push(event);
         let effects = {
             let Some(contact) = self.contacts.get(contact_id) else {
@@ -268,7 +325,8 @@ impl<'p> World<'p> {
                 .flatten()
                 .filter_map(|id| self.runs.get(id))
                 .filter(|r| !matches!(r.state, RunState::Ended { .. }));
-            engine.on_event(contact, history, event, runs, self.now)
+            self.engine
+                .on_event(contact, history, event, runs, self.now)
         };
         self.apply(effects);
     }

@@ -133,8 +133,14 @@ fn read_line(schema: &IngestSchema, number: usize, line: &str) -> Result<Input, 
             ]);
         }
     };
+    // The instant is read: without its stamps the message occurred when it is
+    // received, which is `at` (what ingestion would compute from them, read twice).
+    if let Some(object) = message.as_object_mut() {
+        object.remove("timestamp");
+        object.remove("originalTimestamp");
+    }
     schema
-        .read(number, &message, None, None, at)
+        .read_owned(number, message, None, None, at)
         .map_err(|rejected| rejected.errors)
 }
 
@@ -225,46 +231,51 @@ impl<'p> Replay<'p> {
     }
 
     /// Replays one message; messages must come in time order.
-    pub fn input(&mut self, input: &Input) {
+    pub fn input(&mut self, input: Input) {
         let at = input.occurred_at;
         if at < self.from || at >= self.to {
             self.outside += 1;
             return;
         }
         self.messages += 1;
+        // A replay counts messages and never reads what they say: rendered messages
+        // are let go as soon as they are made instead of piling up.
+        self.world.outbox.clear();
         self.world.advance_before(at);
-        let contact = match (&input.user_id, &input.anonymous_id) {
-            (Some(user), _) => Some(user.clone()),
+        let Input {
+            user_id,
+            anonymous_id,
+            kind,
+            ..
+        } = input;
+        let identified = user_id.is_some();
+        let contact = match (user_id, &anonymous_id) {
+            (Some(user), _) => Some(user),
             (None, Some(anonymous)) => self.aliases.get(anonymous).cloned(),
             (None, None) => None,
         };
         let Some(contact) = contact else {
-            if let (Some(anonymous), InputKind::Track { event, payload }) =
-                (&input.anonymous_id, &input.kind)
-            {
+            if let (Some(anonymous), InputKind::Track { event, payload }) = (anonymous_id, kind) {
                 self.anonymous += 1;
                 self.anonymous_events
-                    .entry(anonymous.clone())
+                    .entry(anonymous)
                     .or_default()
-                    .push((event.clone(), payload.clone(), at));
+                    .push((event, payload, at));
             }
             return;
         };
         self.ensure_contact(&contact, at);
-        let previous = match &input.kind {
+        let previous = match &kind {
             InputKind::Alias { previous_id } => Some(previous_id.clone()),
-            _ => input
-                .anonymous_id
-                .clone()
-                .filter(|_| input.user_id.is_some()),
+            _ => anonymous_id.filter(|_| identified),
         };
         if let Some(previous) = previous.filter(|p| *p != contact) {
             self.merge(&previous, &contact);
         }
-        match &input.kind {
+        match kind {
             InputKind::Identify { traits, consents } => {
                 if let Some(c) = self.world.contacts.get_mut(&contact) {
-                    merge_traits(&mut c.traits, traits);
+                    merge_traits(&mut c.traits, &traits);
                     c.time_zone = c
                         .traits
                         .get("timezone")
@@ -273,14 +284,14 @@ impl<'p> Replay<'p> {
                         .map(str::to_string);
                 }
                 for (consent, granted) in consents {
-                    self.consent(&contact, consent, *granted, "identify");
+                    self.consent(&contact, &consent, granted, "identify");
                 }
                 // Trait changes can move segment membership and schedule anniversaries.
                 self.world.ingest(&contact, "$identify", json!({}));
             }
             InputKind::Track { event, payload } => {
-                self.consents_of_event(&contact, event, payload);
-                self.world.ingest(&contact, event, payload.clone());
+                self.consents_of_event(&contact, &event, &payload);
+                self.world.ingest(&contact, &event, payload);
             }
             InputKind::Alias { .. } | InputKind::Ignored => {}
         }
@@ -358,7 +369,12 @@ impl<'p> Replay<'p> {
 
     /// Fires every timer due before the end of the window and counts what happened;
     /// also returns every outcome, in time order.
-    pub fn finish(mut self, invalid: Vec<InvalidLine>) -> (Report, Vec<Outcome>) {
+    pub fn finish(self, invalid: Vec<InvalidLine>) -> (Report, Vec<Outcome>) {
+        self.finish_with(invalid, true)
+    }
+
+    /// [`finish`](Self::finish), with the outcomes only when `timeline` asks for them.
+    fn finish_with(mut self, invalid: Vec<InvalidLine>, timeline: bool) -> (Report, Vec<Outcome>) {
         self.world.advance_before(self.to);
         let plan = self.world.plan();
         let mut journeys: BTreeMap<&str, JourneyReport> = BTreeMap::new();
@@ -472,8 +488,13 @@ impl<'p> Replay<'p> {
             sent_by_channel,
             journeys: journeys.into_values().collect(),
         };
-        let mut timeline = std::mem::take(&mut self.world.outcomes);
-        timeline.sort_by_key(|o| o.at);
+        let timeline = if timeline {
+            let mut outcomes = std::mem::take(&mut self.world.outcomes);
+            outcomes.sort_by_key(|o| o.at);
+            outcomes
+        } else {
+            Vec::new()
+        };
         self.world.drop_in_background();
         (report, timeline)
     }
@@ -494,69 +515,83 @@ pub fn replay(
     to: Option<Millis>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> (Report, Vec<Outcome>) {
-    let Messages {
-        mut inputs,
-        invalid,
-    } = messages;
-    inputs.sort_by_key(|(line, input)| (input.occurred_at, *line));
-    let first = inputs.first().map(|(_, i)| i.occurred_at);
-    let last = inputs.last().map(|(_, i)| i.occurred_at);
+    replay_with(plan, messages, from, to, progress, true)
+}
+
+/// [`replay`] without the timeline: only the counts, which spares sorting and keeping
+/// every outcome.
+pub fn replay_report(
+    plan: &Plan,
+    messages: Messages,
+    from: Option<Millis>,
+    to: Option<Millis>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Report {
+    replay_with(plan, messages, from, to, progress, false).0
+}
+
+/// [`replay`], with the timeline only when `timeline` asks for it.
+fn replay_with(
+    plan: &Plan,
+    messages: Messages,
+    from: Option<Millis>,
+    to: Option<Millis>,
+    progress: &(dyn Fn(u64) + Sync),
+    timeline: bool,
+) -> (Report, Vec<Outcome>) {
+    let Messages { inputs, invalid } = messages;
+    let first = inputs.iter().map(|(_, i)| i.occurred_at).min();
+    let last = inputs.iter().map(|(_, i)| i.occurred_at).max();
     let from = from.or(first).unwrap_or(0);
     let to = to
         .or(last.map(|l| l.saturating_add(DEFAULT_TAIL_MS)))
         .unwrap_or(from);
 
     let shards = threads_for(inputs.len());
-    replay_in(plan, inputs, invalid, from, to, shards, progress)
+    let window = Window { from, to, shards };
+    replay_in(plan, inputs, invalid, window, progress, timeline)
 }
 
-/// [`replay`] of sorted `inputs` in `shards` shards.
+/// The clock's window of a replay and the shards it runs in.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    from: Millis,
+    to: Millis,
+    shards: usize,
+}
+
+/// [`replay`] of `inputs`, in any order (each shard sorts its own); the timeline only
+/// when `timeline` asks for it.
 fn replay_in(
     plan: &Plan,
     inputs: Vec<(usize, Input)>,
     invalid: Vec<InvalidLine>,
-    from: Millis,
-    to: Millis,
-    shards: usize,
+    window: Window,
     progress: &(dyn Fn(u64) + Sync),
+    timeline: bool,
 ) -> (Report, Vec<Outcome>) {
+    let Window { from, to, shards } = window;
     let shards = shards.max(1);
-    let mut claims: HashMap<&str, &str> = HashMap::new();
-    for (_, input) in inputs
-        .iter()
-        .filter(|(_, i)| i.occurred_at >= from && i.occurred_at < to)
-    {
-        let previous = match &input.kind {
-            InputKind::Alias { previous_id } => Some(previous_id),
-            _ => input.anonymous_id.as_ref(),
-        };
-        if let (Some(user), Some(previous)) = (&input.user_id, previous) {
-            claims.entry(previous.as_str()).or_insert(user.as_str());
-        }
-    }
-    let mut parts: Vec<Vec<&Input>> = vec![Vec::new(); shards];
-    for (_, input) in &inputs {
-        let key = match (&input.user_id, &input.anonymous_id) {
-            (Some(user), _) => user.as_str(),
-            (None, Some(anonymous)) => claims.get(anonymous.as_str()).copied().unwrap_or(anonymous),
-            (None, None) => "",
-        };
-        parts[shard_of(key, shards)].push(input);
-    }
+    let parts = partition(inputs, from, to, shards);
     let results: Vec<(Report, Vec<Outcome>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = parts
-            .iter()
+            .into_iter()
             .map(|part| {
                 scope.spawn(move || {
+                    let mut part = part;
+                    // Time order, ties in file order: line numbers are unique, so this
+                    // is the order a stable sort gives.
+                    part.sort_unstable_by_key(|(line, input)| (input.occurred_at, *line));
+                    let count = part.len() as u64;
                     let mut replay = Replay::new(plan, from, to);
-                    for (n, input) in part.iter().enumerate() {
+                    for (n, (_, input)) in part.into_iter().enumerate() {
                         replay.input(input);
                         if n % 4096 == 4095 {
                             progress(4096);
                         }
                     }
-                    progress(part.len() as u64 % 4096);
-                    replay.finish(Vec::new())
+                    progress(count % 4096);
+                    replay.finish_with(Vec::new(), timeline)
                 })
             })
             .collect();
@@ -571,9 +606,64 @@ fn replay_in(
         report.add(other);
         timeline.extend(more);
     }
-    timeline.sort_by_key(|o| o.at);
+    if !timeline.is_empty() {
+        timeline.sort_by_key(|o| o.at);
+    }
     report.invalid = invalid;
     (report, timeline)
+}
+
+/// Splits `inputs` into `shards` parts by contact, keeping their order: an anonymous
+/// id goes with the contact that first claims it inside the window (in time order,
+/// ties in file order).
+fn partition(
+    inputs: Vec<(usize, Input)>,
+    from: Millis,
+    to: Millis,
+    shards: usize,
+) -> Vec<Vec<(usize, Input)>> {
+    if shards <= 1 {
+        return vec![inputs];
+    }
+    let places: Vec<usize> = {
+        let mut candidates: Vec<(Millis, usize, &str, &str)> = inputs
+            .iter()
+            .filter(|(_, i)| i.occurred_at >= from && i.occurred_at < to)
+            .filter_map(|(line, input)| {
+                let previous = match &input.kind {
+                    InputKind::Alias { previous_id } => Some(previous_id),
+                    _ => input.anonymous_id.as_ref(),
+                };
+                let user = input.user_id.as_ref()?;
+                Some((input.occurred_at, *line, previous?.as_str(), user.as_str()))
+            })
+            .collect();
+        candidates.sort_unstable_by_key(|(at, line, _, _)| (*at, *line));
+        let mut claims: HashMap<&str, &str> = HashMap::new();
+        for (_, _, previous, user) in candidates {
+            claims.entry(previous).or_insert(user);
+        }
+        inputs
+            .iter()
+            .map(|(_, input)| {
+                let key = match (&input.user_id, &input.anonymous_id) {
+                    (Some(user), _) => user.as_str(),
+                    (None, Some(anonymous)) => {
+                        claims.get(anonymous.as_str()).copied().unwrap_or(anonymous)
+                    }
+                    (None, None) => "",
+                };
+                shard_of(key, shards)
+            })
+            .collect()
+    };
+    let mut parts: Vec<Vec<(usize, Input)>> = (0..shards)
+        .map(|_| Vec::with_capacity(inputs.len() / shards + 1))
+        .collect();
+    for (input, place) in inputs.into_iter().zip(places) {
+        parts[place].push(input);
+    }
+    parts
 }
 
 /// A stable shard for a contact id (FNV-1a, the same on every run and machine).
@@ -833,6 +923,14 @@ mod tests {
         Arc::new(Plan::new("test"))
     }
 
+    fn window(shards: usize) -> Window {
+        Window {
+            from: 0,
+            to: Millis::MAX,
+            shards,
+        }
+    }
+
     #[test]
     fn lines_are_numbered_from_one_and_blank_lines_skipped() {
         let plan = plan();
@@ -882,10 +980,9 @@ mod tests {
                 .sort_by_key(|(line, input)| (input.occurred_at, *line));
             messages
         };
-        let (one, timeline) =
-            replay_in(&plan, read().inputs, Vec::new(), 0, Millis::MAX, 1, &|_| {});
+        let (one, timeline) = replay_in(&plan, read().inputs, Vec::new(), window(1), &|_| {}, true);
         let (four, timeline_4) =
-            replay_in(&plan, read().inputs, Vec::new(), 0, Millis::MAX, 4, &|_| {});
+            replay_in(&plan, read().inputs, Vec::new(), window(4), &|_| {}, true);
         assert_eq!(one.contacts, 17);
         // Each visit comes before the alias that claims it.
         assert_eq!(one.anonymous, 200, "{one:?}");
@@ -914,7 +1011,7 @@ mod tests {
         let mut replay = Replay::new(plan_ref, 0, Millis::MAX);
         let mut inputs = messages.inputs;
         inputs.sort_by_key(|(line, i)| (i.occurred_at, *line));
-        for (_, input) in &inputs {
+        for (_, input) in inputs {
             replay.input(input);
         }
         let history: Vec<&str> = replay.world.history["ana"]

@@ -109,11 +109,19 @@ pub fn run(args: &SimulateArgs) -> CommandResult {
     }
     let total = messages.inputs.len() as u64;
     let bar = progress_bar(total);
-    let (report, timeline) = simulate::replay(&plan, messages, from, to, &|n| {
+    let progress = |n| {
         if let Some(bar) = &bar {
             bar.inc(n);
         }
-    });
+    };
+    // Only the JSON lines format prints the timeline: the others need the counts.
+    let (report, timeline) = match args.format {
+        SimulateFormat::Jsonl => simulate::replay(&plan, messages, from, to, &progress),
+        _ => (
+            simulate::replay_report(&plan, messages, from, to, &progress),
+            Vec::new(),
+        ),
+    };
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -17,6 +17,36 @@ pub struct Context<'a> {
     pub currency: Option<&'a str>,
 }
 
+/// Where a value sits in a message (`properties.items[0].price`), for error messages.
+/// It becomes text only when something is wrong: checking a valid message builds no
+/// paths.
+#[derive(Debug, Clone, Copy)]
+pub enum Path<'a> {
+    /// The outermost name (`properties`, `traits`, or empty).
+    Root(&'a str),
+    /// A field of an object.
+    Field(&'a Path<'a>, &'a str),
+    /// An item of a list.
+    Item(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn is_empty(&self) -> bool {
+        matches!(self, Path::Root(s) if s.is_empty())
+    }
+}
+
+impl std::fmt::Display for Path<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Path::Root(s) => f.write_str(s),
+            Path::Field(parent, name) if parent.is_empty() => f.write_str(name),
+            Path::Field(parent, name) => write!(f, "{parent}.{name}"),
+            Path::Item(parent, i) => write!(f, "{parent}[{i}]"),
+        }
+    }
+}
+
 /// Checks `object` against `fields` and returns it in stored form. `partial` (traits of
 /// an `identify`) does not require the non-optional fields, since a contact's traits
 /// arrive a few at a time. Errors name the field by its path (`items[0].price`).
@@ -28,40 +58,59 @@ pub fn check_fields(
     path: &str,
     errors: &mut Vec<String>,
 ) -> Map<String, Json> {
-    let mut out = Map::new();
-    for field in fields {
-        let name = join(path, &field.name);
-        match object.get(&field.name) {
-            None | Some(Json::Null) => {
-                if object.contains_key(&field.name) {
-                    // An explicit null unsets the field.
-                    out.insert(field.name.clone(), Json::Null);
-                } else if !field.optional && field.default.is_none() && !partial {
-                    errors.push(format!("missing field `{name}`"));
-                }
-            }
-            Some(value) => match check_value(value, &field.ty, context, &name) {
-                Ok(v) => {
-                    out.insert(field.name.clone(), v);
-                }
-                Err(e) => errors.push(e),
-            },
-        }
-    }
-    for (key, value) in object {
-        if !fields.iter().any(|f| f.name == *key) {
-            out.insert(key.clone(), value.clone());
-        }
-    }
-    out
+    check_fields_owned(
+        object.clone(),
+        fields,
+        context,
+        partial,
+        &Path::Root(path),
+        errors,
+    )
 }
 
-fn join(path: &str, name: &str) -> String {
-    if path.is_empty() {
-        name.to_string()
-    } else {
-        format!("{path}.{name}")
+/// [`check_fields`] of an object the caller gives up: values that are already in
+/// stored form move into the result instead of being copied.
+pub fn check_fields_owned(
+    mut object: Map<String, Json>,
+    fields: &[Field],
+    context: &Context<'_>,
+    partial: bool,
+    path: &Path<'_>,
+    errors: &mut Vec<String>,
+) -> Map<String, Json> {
+    // Checked in place: a field's value is replaced by its stored form, and fields
+    // the schema does not know stay as they came.
+    for field in fields {
+        let checked = match object.get_mut(&field.name) {
+            // An explicit null unsets the field.
+            Some(Json::Null) => continue,
+            None => {
+                if !field.optional && field.default.is_none() && !partial {
+                    let name = Path::Field(path, &field.name);
+                    errors.push(format!("missing field `{name}`"));
+                }
+                continue;
+            }
+            Some(slot) => {
+                let name = Path::Field(path, &field.name);
+                match check_value_owned(std::mem::take(slot), &field.ty, context, &name) {
+                    Ok(value) => {
+                        *slot = value;
+                        true
+                    }
+                    Err(e) => {
+                        errors.push(e);
+                        false
+                    }
+                }
+            }
+        };
+        if !checked {
+            // A value that does not fit is left out.
+            object.remove(&field.name);
+        }
     }
+    object
 }
 
 /// One value of type `ty`, in stored form.
@@ -71,10 +120,20 @@ pub fn check_value(
     context: &Context<'_>,
     path: &str,
 ) -> Result<Json, String> {
+    check_value_owned(value.clone(), ty, context, &Path::Root(path))
+}
+
+/// [`check_value`] of a value the caller gives up.
+pub fn check_value_owned(
+    value: Json,
+    ty: &Type,
+    context: &Context<'_>,
+    path: &Path<'_>,
+) -> Result<Json, String> {
     match ty {
         Type::Scalar { name } => scalar(value, name, context, path),
-        Type::Enum { values } => match value.as_str() {
-            Some(s) if values.iter().any(|v| v == s) => Ok(Json::String(s.to_string())),
+        Type::Enum { values } => match value {
+            Json::String(s) if values.contains(&s) => Ok(Json::String(s)),
             _ => Err(format!(
                 "field `{path}` must be one of {}, not {}",
                 values
@@ -82,111 +141,141 @@ pub fn check_value(
                     .map(|v| format!("`{v}`"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                describe(value)
+                describe(&value)
             )),
         },
         Type::List { item } => match value {
             Json::Array(items) => items
-                .iter()
+                .into_iter()
                 .enumerate()
-                .map(|(i, v)| check_value(v, item, context, &format!("{path}[{i}]")))
+                .map(|(i, v)| check_value_owned(v, item, context, &Path::Item(path, i)))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Json::Array),
             _ => Err(format!(
                 "field `{path}` must be a list, not {}",
-                describe(value)
+                describe(&value)
             )),
         },
         Type::Record { name } => match (value, context.records.get(name)) {
             (Json::Object(map), Some(record)) => {
                 let mut errors = Vec::new();
-                let out = check_fields(map, &record.fields, context, false, path, &mut errors);
+                let out =
+                    check_fields_owned(map, &record.fields, context, false, path, &mut errors);
                 if errors.is_empty() {
                     Ok(Json::Object(out))
                 } else {
                     Err(errors.join("; "))
                 }
             }
-            (Json::Object(map), None) => Ok(Json::Object(map.clone())),
-            _ => Err(format!(
+            (Json::Object(map), None) => Ok(Json::Object(map)),
+            (value, _) => Err(format!(
                 "field `{path}` must be an object (a `{name}`), not {}",
-                describe(value)
+                describe(&value)
             )),
         },
     }
 }
 
-fn scalar(value: &Json, name: &str, context: &Context<'_>, path: &str) -> Result<Json, String> {
-    let wrong = |what: &str| format!("field `{path}` must be {what}, not {}", describe(value));
+fn scalar(value: Json, name: &str, context: &Context<'_>, path: &Path<'_>) -> Result<Json, String> {
+    let wrong = |what: &str, value: &Json| {
+        format!("field `{path}` must be {what}, not {}", describe(value))
+    };
     match name {
         "string" => match value {
-            Json::String(_) => Ok(value.clone()),
+            Json::String(_) => Ok(value),
             // Identifiers often arrive as numbers.
             Json::Number(n) => Ok(Json::String(n.to_string())),
-            _ => Err(wrong("a string")),
+            _ => Err(wrong("a string", &value)),
         },
         "bool" => match value {
-            Json::Bool(_) => Ok(value.clone()),
+            Json::Bool(_) => Ok(value),
             Json::String(s) if s == "true" || s == "false" => Ok(Json::Bool(s == "true")),
-            _ => Err(wrong("`true` or `false`")),
+            _ => Err(wrong("`true` or `false`", &value)),
         },
         "number" | "int" | "decimal" | "percent" => {
-            let text = match value {
+            // A whole JSON number is already in stored form.
+            if let Json::Number(n) = &value
+                && n.as_i64().is_some()
+            {
+                return Ok(value);
+            }
+            let text = match &value {
                 Json::Number(n) => n.to_string(),
                 Json::String(s) => s.trim().to_string(),
-                _ => return Err(wrong("a number")),
+                _ => return Err(wrong("a number", &value)),
             };
             let parsed = Decimal::from_str(&text)
                 .or_else(|_| Decimal::from_scientific(&text))
-                .map_err(|_| wrong("a number"))?;
+                .map_err(|_| wrong("a number", &value))?;
             if name == "int" && !parsed.fract().is_zero() {
-                return Err(wrong("a whole number"));
+                return Err(wrong("a whole number", &value));
             }
             Ok(number(parsed))
         }
-        "money" => money(value, context.currency).ok_or_else(|| match (value, context.currency) {
+        "money" if matches!(&value, Json::String(s) if stored_money(s)) => Ok(value),
+        "money" => money(&value, context.currency).ok_or_else(|| match (&value, context.currency) {
             (Json::Number(_), None) => format!(
                 "field `{path}` is an amount without a currency: send `\"{} EUR\"`, a `currency` property, or set the project's currency",
                 value
             ),
-            _ => wrong("an amount with a currency, such as `\"80.00 EUR\"`"),
+            _ => wrong("an amount with a currency, such as `\"80.00 EUR\"`", &value),
         }),
         "date" => match value.as_str() {
-            Some(s) => date(s).ok_or_else(|| wrong("an ISO 8601 date (`2026-03-01`)")),
-            None => Err(wrong("an ISO 8601 date (`2026-03-01`)")),
+            Some(s) => date(s).ok_or_else(|| wrong("an ISO 8601 date (`2026-03-01`)", &value)),
+            None => Err(wrong("an ISO 8601 date (`2026-03-01`)", &value)),
         },
         "datetime" => match value.as_str() {
             Some(s) => parse_instant(s)
                 .map(|t| Json::String(t.to_string()))
-                .ok_or_else(|| wrong("an ISO 8601 date and time (`2026-03-01T10:00:00Z`)")),
-            None => Err(wrong("an ISO 8601 date and time (`2026-03-01T10:00:00Z`)")),
+                .ok_or_else(|| {
+                    wrong(
+                        "an ISO 8601 date and time (`2026-03-01T10:00:00Z`)",
+                        &value,
+                    )
+                }),
+            None => Err(wrong(
+                "an ISO 8601 date and time (`2026-03-01T10:00:00Z`)",
+                &value,
+            )),
         },
         "time" => match value.as_str().and_then(|s| s.parse::<jiff::civil::Time>().ok()) {
             Some(t) => Ok(Json::String(t.strftime("%H:%M").to_string())),
-            None => Err(wrong("a time of day (`09:30`)")),
+            None => Err(wrong("a time of day (`09:30`)", &value)),
         },
-        "duration" => match value {
-            Json::Number(n) if n.as_i64().is_some_and(|s| s >= 0) => Ok(value.clone()),
-            _ => Err(wrong("a number of seconds")),
+        "duration" => match &value {
+            Json::Number(n) if n.as_i64().is_some_and(|s| s >= 0) => Ok(value),
+            _ => Err(wrong("a number of seconds", &value)),
         },
-        "email" => match value.as_str() {
-            Some(s) if is_email(s) => Ok(Json::String(s.trim().to_string())),
-            _ => Err(wrong("an email address")),
+        "email" => match value {
+            Json::String(s) if is_email(&s) => Ok(Json::String(trimmed(s))),
+            _ => Err(wrong("an email address", &value)),
         },
         "phone" => match value.as_str().and_then(phone) {
             Some(p) => Ok(Json::String(p)),
-            None => Err(wrong("a phone number in international form (`+33612345678`)")),
+            None => Err(wrong(
+                "a phone number in international form (`+33612345678`)",
+                &value,
+            )),
         },
-        "url" => match value.as_str() {
-            Some(s) if is_url(s) => Ok(value.clone()),
-            _ => Err(wrong("an absolute http(s) URL")),
+        "url" => match &value {
+            Json::String(s) if is_url(s) => Ok(value),
+            _ => Err(wrong("an absolute http(s) URL", &value)),
         },
-        "timezone" => match value.as_str() {
-            Some(s) if jiff::tz::TimeZone::get(s).is_ok() => Ok(value.clone()),
-            _ => Err(wrong("an IANA time zone (`Europe/Paris`)")),
+        "timezone" => match &value {
+            Json::String(s) if jiff::tz::TimeZone::get(s).is_ok() => Ok(value),
+            _ => Err(wrong("an IANA time zone (`Europe/Paris`)", &value)),
         },
         // A scalar this runtime does not know: keep it as it came.
-        _ => Ok(value.clone()),
+        _ => Ok(value),
+    }
+}
+
+/// `s` without surrounding white space, reusing it when there is none.
+fn trimmed(s: String) -> String {
+    if s.trim().len() == s.len() {
+        s
+    } else {
+        s.trim().to_string()
     }
 }
 
@@ -220,6 +309,26 @@ fn money(value: &Json, currency: Option<&str>) -> Option<Json> {
         .or_else(|_| Decimal::from_scientific(&amount))
         .ok()?;
     valid_code.then(|| Json::String(format!("{amount} {code}")))
+}
+
+/// Whether `s` is already money in stored form, as [`money`] would write it: a plain
+/// amount (no sign, exponent or leading zero, at most 18 digits, so that reading it
+/// loses nothing), one space, and an upper-case three-letter code.
+fn stored_money(s: &str) -> bool {
+    let Some((amount, code)) = s.split_once(' ') else {
+        return false;
+    };
+    let (whole, fraction) = match amount.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (amount, None),
+    };
+    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+    code.len() == 3
+        && code.bytes().all(|b| b.is_ascii_uppercase())
+        && digits(whole)
+        && (whole == "0" || !whole.starts_with('0'))
+        && fraction.is_none_or(digits)
+        && whole.len() + fraction.map_or(0, str::len) <= 18
 }
 
 fn date(s: &str) -> Option<Json> {
@@ -360,6 +469,37 @@ mod tests {
         assert!(err.contains("without a currency"), "{err}");
         assert!(check(json!("eighty EUR"), "money", None).is_err());
         assert!(check(json!("80 EURO"), "money", None).is_err());
+    }
+
+    #[test]
+    fn money_in_stored_form_is_kept_as_it_is() {
+        for text in [
+            "80.00 EUR",
+            "0 USD",
+            "0.5 GBP",
+            "0.00 EUR",
+            "1234567890.12345678 JPY",
+            "10 PLN",
+        ] {
+            assert!(stored_money(text), "{text}");
+            assert_eq!(money(&json!(text), None), Some(json!(text)), "{text}");
+        }
+        for text in [
+            "080 EUR",
+            "-5 EUR",
+            "+5 EUR",
+            ".5 EUR",
+            "5. EUR",
+            "5 eur",
+            " 5 EUR",
+            "5 EUR ",
+            "5  EUR",
+            "5 EURO",
+            "1e3 EUR",
+            "1234567890123456789 EUR",
+        ] {
+            assert!(!stored_money(text), "{text}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and hands to the engine, or a [`Rejected`] naming why; nothing is stored from a
 //! request with any rejected message.
 
-use super::schema::{Context, check_fields, parse_instant, snake_case};
+use super::schema::{Context, Path, check_fields_owned, parse_instant, snake_case};
 use crate::model::Millis;
 use cairn_plan::Plan;
 use cairn_plan::schema::Event;
@@ -77,6 +77,14 @@ pub struct Rejected {
     pub errors: Vec<String>,
 }
 
+/// A message's properties and traits: taken from a message the reader owns, or
+/// (traits) still in a borrowed one.
+struct Body<'m> {
+    properties: Option<Json>,
+    traits: Option<Json>,
+    borrowed_traits: Option<&'m Json>,
+}
+
 /// The plan as ingestion reads it: events by every name a client may use.
 pub struct IngestSchema {
     plan: std::sync::Arc<Plan>,
@@ -123,21 +131,63 @@ impl IngestSchema {
         batch_sent_at: Option<&Json>,
         received_at: Millis,
     ) -> Result<Input, Rejected> {
-        let mut rejected = Rejected {
+        let object = message.as_object();
+        let body = Body {
+            properties: object.and_then(|o| o.get("properties")).cloned(),
+            traits: None,
+            borrowed_traits: object.and_then(|o| o.get("traits")),
+        };
+        self.read_body(index, message, body, call, batch_sent_at, received_at)
+    }
+
+    /// [`read`](Self::read) of a message the caller gives up: its properties or traits
+    /// move into the input instead of being copied.
+    pub fn read_owned(
+        &self,
+        index: usize,
+        mut message: Json,
+        call: Option<Call>,
+        batch_sent_at: Option<&Json>,
+        received_at: Millis,
+    ) -> Result<Input, Rejected> {
+        let (properties, traits) = match message.as_object_mut() {
+            Some(object) => (object.remove("properties"), object.remove("traits")),
+            None => (None, None),
+        };
+        let body = Body {
+            properties,
+            traits,
+            borrowed_traits: None,
+        };
+        self.read_body(index, &message, body, call, batch_sent_at, received_at)
+    }
+
+    /// Reads `message`, whose properties and traits are in `body`.
+    fn read_body(
+        &self,
+        index: usize,
+        message: &Json,
+        body: Body<'_>,
+        call: Option<Call>,
+        batch_sent_at: Option<&Json>,
+        received_at: Millis,
+    ) -> Result<Input, Rejected> {
+        let rejected = |call: Option<&str>, event: Option<&str>, errors: Vec<String>| Rejected {
             index,
             message_id: message
                 .get("messageId")
                 .and_then(Json::as_str)
                 .map(str::to_string),
-            call: None,
-            event: None,
-            errors: Vec::new(),
+            call: call.map(str::to_string),
+            event: event.map(str::to_string),
+            errors,
         };
         let Some(object) = message.as_object() else {
-            rejected
-                .errors
-                .push("a message must be a JSON object".into());
-            return Err(rejected);
+            return Err(rejected(
+                None,
+                None,
+                vec!["a message must be a JSON object".into()],
+            ));
         };
         let call = match call {
             Some(call) => call,
@@ -145,93 +195,105 @@ impl IngestSchema {
                 Some(name) => match Call::parse(name) {
                     Some(call) => call,
                     None => {
-                        rejected.call = Some(name.to_string());
-                        rejected.errors.push(format!(
-                            "unknown message type `{name}`: expected `identify`, `track`, `page`, `screen`, `group` or `alias`"
+                        return Err(rejected(
+                            Some(name),
+                            None,
+                            vec![format!(
+                                "unknown message type `{name}`: expected `identify`, `track`, `page`, `screen`, `group` or `alias`"
+                            )],
                         ));
-                        return Err(rejected);
                     }
                 },
                 None => {
-                    rejected
-                        .errors
-                        .push("a batch message needs a `type`".into());
-                    return Err(rejected);
+                    return Err(rejected(
+                        None,
+                        None,
+                        vec!["a batch message needs a `type`".into()],
+                    ));
                 }
             },
         };
-        rejected.call = Some(call_name(call).to_string());
-        let errors = &mut rejected.errors;
+        let mut errors = Vec::new();
+        let errors_ref = &mut errors;
 
-        let user_id = id_field(object, "userId", errors);
-        let anonymous_id = id_field(object, "anonymousId", errors);
+        let user_id = id_field(object, "userId", errors_ref);
+        let anonymous_id = id_field(object, "anonymousId", errors_ref);
         if user_id.is_none() && anonymous_id.is_none() && call != Call::Alias {
-            errors.push("a message needs a `userId` or an `anonymousId`".into());
+            errors_ref.push("a message needs a `userId` or an `anonymousId`".into());
         }
         let message_id = match object.get("messageId") {
             None | Some(Json::Null) => None,
             Some(Json::String(s)) if !s.is_empty() => Some(s.clone()),
             Some(_) => {
-                errors.push("`messageId` must be a non-empty string".into());
+                errors_ref.push("`messageId` must be a non-empty string".into());
                 None
             }
         };
-        let occurred_at = occurred_at(object, batch_sent_at, received_at, errors);
+        let occurred_at = occurred_at(object, batch_sent_at, received_at, errors_ref);
 
         let plan = &*self.plan;
-        let currency = object
-            .get("properties")
+        let Body {
+            properties: body_properties,
+            traits: body_traits,
+            borrowed_traits,
+        } = body;
+        let call_currency: Option<String> = body_properties
+            .as_ref()
             .and_then(|p| p.get("currency"))
             .and_then(Json::as_str)
             .filter(|c| c.len() == 3)
-            .or(plan.default_currency.as_deref());
+            .map(str::to_string);
         let context = Context {
             records: &plan.schema.records,
-            currency,
+            currency: call_currency
+                .as_deref()
+                .or(plan.default_currency.as_deref()),
         };
+        let mut event_name: Option<&str> = None;
         let kind = match call {
             Call::Identify => {
-                let mut traits = match object.get("traits") {
+                let traits = match body_traits.or_else(|| borrowed_traits.cloned()) {
                     None | Some(Json::Null) => Map::new(),
-                    Some(Json::Object(t)) => t.clone(),
+                    Some(Json::Object(t)) => t,
                     Some(_) => {
-                        errors.push("`traits` must be an object".into());
+                        errors_ref.push("`traits` must be an object".into());
                         Map::new()
                     }
                 };
-                let consents = self.consents(traits.remove("consents"), errors);
-                let traits = check_fields(
-                    &traits,
+                let mut traits = traits;
+                let consents = self.consents(traits.remove("consents"), errors_ref);
+                let traits = check_fields_owned(
+                    traits,
                     &plan.schema.contact,
                     &context,
                     true,
-                    "traits",
-                    errors,
+                    &Path::Root("traits"),
+                    errors_ref,
                 );
                 InputKind::Identify { traits, consents }
             }
             Call::Track => match object.get("event") {
                 Some(Json::String(name)) if !name.trim().is_empty() => {
-                    rejected.event = Some(name.clone());
+                    event_name = Some(name);
                     match self.event(name) {
                         Some(event) => {
-                            let properties = properties(object, errors);
-                            let payload = check_fields(
-                                &properties,
+                            let properties = properties(body_properties, errors_ref);
+                            let payload = check_fields_owned(
+                                properties,
                                 &event.fields,
                                 &context,
                                 false,
-                                "properties",
-                                errors,
+                                &Path::Root("properties"),
+                                errors_ref,
                             );
-                            self.check_builtin(&event.name, &payload, errors);
+                            self.check_builtin(&event.name, &payload, errors_ref);
                             InputKind::Track {
                                 event: event.name.clone(),
                                 payload: Json::Object(payload),
                             }
                         }
                         None => {
-                            errors.push(format!(
+                            errors_ref.push(format!(
                                 "unknown event `{name}`: the plan declares no event with this name or wire name"
                             ));
                             InputKind::Ignored
@@ -239,22 +301,22 @@ impl IngestSchema {
                     }
                 }
                 _ => {
-                    errors.push("a `track` call needs an `event` name".into());
+                    errors_ref.push("a `track` call needs an `event` name".into());
                     InputKind::Ignored
                 }
             },
             Call::Page => {
-                rejected.event = Some("page_viewed".into());
-                let payload = page_payload(object, errors);
+                event_name = Some("page_viewed");
+                let payload = page_payload(object, body_properties, errors_ref);
                 match plan.schema.events.get("page_viewed") {
                     Some(event) => {
-                        let payload = check_fields(
-                            &payload,
+                        let payload = check_fields_owned(
+                            payload,
                             &event.fields,
                             &context,
                             false,
-                            "properties",
-                            errors,
+                            &Path::Root("properties"),
+                            errors_ref,
                         );
                         InputKind::Track {
                             event: "page_viewed".into(),
@@ -267,17 +329,17 @@ impl IngestSchema {
                     },
                 }
             }
-            Call::Alias => match id_field(object, "previousId", errors) {
+            Call::Alias => match id_field(object, "previousId", errors_ref) {
                 Some(previous_id) if user_id.is_some() => InputKind::Alias { previous_id },
                 _ => {
-                    errors.push("an `alias` call needs a `previousId` and a `userId`".into());
+                    errors_ref.push("an `alias` call needs a `previousId` and a `userId`".into());
                     InputKind::Ignored
                 }
             },
             Call::Screen | Call::Group => InputKind::Ignored,
         };
-        if !rejected.errors.is_empty() {
-            return Err(rejected);
+        if !errors.is_empty() {
+            return Err(rejected(Some(call_name(call)), event_name, errors));
         }
         Ok(Input {
             user_id,
@@ -369,10 +431,11 @@ fn id_field(object: &Map<String, Json>, key: &str, errors: &mut Vec<String>) -> 
     }
 }
 
-fn properties(object: &Map<String, Json>, errors: &mut Vec<String>) -> Map<String, Json> {
-    match object.get("properties") {
+/// A message's `properties`, taken from it.
+fn properties(properties: Option<Json>, errors: &mut Vec<String>) -> Map<String, Json> {
+    match properties {
         None | Some(Json::Null) => Map::new(),
-        Some(Json::Object(p)) => p.clone(),
+        Some(Json::Object(p)) => p,
         Some(_) => {
             errors.push("`properties` must be an object".into());
             Map::new()
@@ -382,8 +445,12 @@ fn properties(object: &Map<String, Json>, errors: &mut Vec<String>) -> Map<Strin
 
 /// A `page` call as `page_viewed {url, path, category?, referrer?}`: from its
 /// properties, else from `context.page`; `path` is the URL's path when not given.
-fn page_payload(object: &Map<String, Json>, errors: &mut Vec<String>) -> Map<String, Json> {
-    let mut payload = properties(object, errors);
+fn page_payload(
+    object: &Map<String, Json>,
+    properties_taken: Option<Json>,
+    errors: &mut Vec<String>,
+) -> Map<String, Json> {
+    let mut payload = properties(properties_taken, errors);
     let context_page = object.get("context").and_then(|c| c.get("page"));
     for key in ["url", "path", "referrer"] {
         if !payload.contains_key(key)
