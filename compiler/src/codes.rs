@@ -294,7 +294,9 @@ Break the cycle by writing one of the conditions out in full.";
     }
 
 Check the spelling against `cairn status` (the steps where runs wait) or the previous
-plan. A new journey has no runs in flight: remove the migration.";
+plan. A step without a label has a derived ID (`remind.wait#1`, as `cairn diff` and
+`cairn status` print it): write it quoted, `migrate \"remind.wait#1\" -> pause`. A new
+journey has no runs in flight: remove the migration.";
 
     MIGRATE_STEP_STILL_THERE = "E0602", "`migrate` from a step that still exists",
 "Runs in flight at a step the new plan still has stay at it (they move to the new

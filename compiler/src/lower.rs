@@ -785,7 +785,7 @@ impl<'a> Lowerer<'a> {
                     );
                 }
                 plan::Migration {
-                    from: StepId::new(from.name.clone()),
+                    from: StepId::new(from.name().to_string()),
                     to: StepId::new(to.name.clone()),
                 }
             })

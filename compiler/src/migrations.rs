@@ -5,13 +5,15 @@
 //! (a `wait` of any form or a `wait for`, see [`cairn_plan::diff::can_hold_a_run`]).
 //! With the previous plan (`cairn build --previous`, `cairn diff`, `cairn deploy`) also:
 //! `OLD` is a step of that plan's journey, and it is gone from the new one (a step still
-//! there keeps its runs, so a migration from it would never apply).
+//! there keeps its runs, so a migration from it would never apply). `OLD` is a label, or
+//! a quoted step ID (`migrate "remind.wait#1" -> NEW`) naming any step of the previous
+//! plan, unlabelled ones included.
 
 use crate::build::FileDiagnostic;
 use crate::codes;
 use crate::suggest::did_you_mean;
 use cairn_grammar::Diagnostic;
-use cairn_grammar::ast::{ItemKind, MemberKind, SourceFile};
+use cairn_grammar::ast::{ItemKind, MemberKind, MigrateFrom, SourceFile};
 use cairn_plan::diff::{can_hold_a_run, step_text};
 use cairn_plan::{Plan, StepId};
 
@@ -54,8 +56,8 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
                 let Some(previous) = previous else {
                     continue;
                 };
-                let old_id = StepId::new(from.name.clone());
-                let span = item.absolute(from.span);
+                let old_id = StepId::new(from.name().to_string());
+                let span = item.absolute(from.span());
                 match previous.journeys.get(name) {
                     None => out.push((
                         file,
@@ -63,7 +65,7 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
                             codes::MIGRATE_UNKNOWN_STEP,
                             format!(
                                 "the previous plan has no journey `{name}`, so no run waits at `{}`",
-                                from.name
+                                from.name()
                             ),
                         )
                         .with_label(span, "nothing to migrate from")
@@ -71,8 +73,12 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
                     )),
                     Some(old) if !old.steps.contains_key(&old_id) => {
                         let ids: Vec<&str> = old.steps.keys().map(StepId::as_str).collect();
-                        let help = match did_you_mean(&from.name, ids.iter().copied()) {
-                            Some(close) => format!("did you mean `{close}`?"),
+                        let help = match did_you_mean(from.name(), ids.iter().copied()) {
+                            Some(close) => match from {
+                                MigrateFrom::Label(_) => format!("did you mean `{close}`?"),
+                                MigrateFrom::Id(_) => format!("did you mean `\"{close}\"`?"),
+                            },
+                            None if matches!(from, MigrateFrom::Id(_)) => known_ids(&ids),
                             None => {
                                 let labels: Vec<String> = ids
                                     .iter()
@@ -95,7 +101,7 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
                                 codes::MIGRATE_UNKNOWN_STEP,
                                 format!(
                                     "the previous plan's journey `{name}` has no step `{}`",
-                                    from.name
+                                    from.name()
                                 ),
                             )
                             .with_label(span, "no run can be waiting here")
@@ -108,7 +114,7 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
                             codes::MIGRATE_STEP_STILL_THERE,
                             format!(
                                 "`{}` is still a step of journey `{name}`: its runs stay there",
-                                from.name
+                                from.name()
                             ),
                         )
                         .with_label(span, "this migration would never apply")
@@ -122,4 +128,27 @@ pub fn check(plan: &Plan, trees: &[SourceFile], previous: Option<&Plan>) -> Vec<
         }
     }
     out
+}
+
+/// How many step IDs the help of an unknown quoted ID lists before it counts the rest.
+const LISTED_IDS: usize = 12;
+
+/// The help for a quoted step ID the previous plan does not have: its step IDs, in
+/// order.
+fn known_ids(ids: &[&str]) -> String {
+    if ids.is_empty() {
+        return "the previous plan's journey has no steps".to_string();
+    }
+    let mut listed: Vec<String> = ids
+        .iter()
+        .take(LISTED_IDS)
+        .map(|id| format!("`\"{id}\"`"))
+        .collect();
+    if ids.len() > LISTED_IDS {
+        listed.push(format!("and {} more", ids.len() - LISTED_IDS));
+    }
+    format!(
+        "the previous plan's step IDs are {} (`cairn diff` shows which of them runs wait at)",
+        listed.join(", ")
+    )
 }

@@ -460,6 +460,15 @@ fn migrate_to_an_unknown_label_is_an_error() {
 }
 
 #[test]
+fn migrate_from_a_quoted_step_id() {
+    let text = "journey j {\n  when signup\n  migrate \"first.wait#1\" -> pause\n  first: send email a\n  pause: wait 2d\n}\n";
+    let plan = lower_ok(text);
+    let migration = &plan.journeys["j"].migrations[0];
+    assert_eq!(migration.from, StepId::from("first.wait#1"));
+    assert_eq!(migration.to, StepId::from("pause"));
+}
+
+#[test]
 fn duplicate_labels_and_missing_triggers_are_errors() {
     let text = "journey j {\n  when signup\n  a: send email x\n  if true {\n    a: send email y\n  }\n}\n\njourney k {\n  send email x\n}\n";
     let errors = lower_err(text);

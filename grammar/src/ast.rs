@@ -346,12 +346,42 @@ pub enum MemberKind {
     Exit(ExitOpt),
     QuietHours(QuietHours),
     FrequencyCap(FrequencyCap),
+    /// `migrate OLD -> NEW`, or `migrate "remind.wait#1" -> NEW` to name a step of the
+    /// previous plan by its derived ID.
     Migrate {
-        from: Ident,
+        from: MigrateFrom,
         to: Ident,
     },
     Drain,
     Step(Step),
+}
+
+/// The step a `migrate` moves runs from.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize)]
+pub enum MigrateFrom {
+    /// `migrate remind -> ...`: a label (or any ID spelled as a name).
+    Label(Ident),
+    /// `migrate "remind.wait#1" -> ...`: any step ID of the deployed plan, such as an
+    /// unlabelled step's derived ID.
+    Id(StringLit),
+}
+
+impl MigrateFrom {
+    /// The step ID it names.
+    pub fn name(&self) -> &str {
+        match self {
+            MigrateFrom::Label(label) => &label.name,
+            MigrateFrom::Id(id) => &id.value,
+        }
+    }
+
+    /// Where it is written (a quoted ID's quotes included).
+    pub fn span(&self) -> Span {
+        match self {
+            MigrateFrom::Label(label) => label.span,
+            MigrateFrom::Id(id) => id.span,
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]

@@ -824,7 +824,10 @@ impl<'s> Parser<'s, '_> {
 
     fn migrate_opt(&mut self) -> Option<MemberKind> {
         need(self.kw(b"migrate"))?;
-        let from = self.ident()?;
+        let from = match self.string() {
+            Some(id) => MigrateFrom::Id(id),
+            None => MigrateFrom::Label(self.ident()?),
+        };
         need(self.punct(b"->"))?;
         let to = self.ident()?;
         Some(MemberKind::Migrate { from, to })

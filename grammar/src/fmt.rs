@@ -369,9 +369,17 @@ impl Printer<'_> {
             }
             MemberKind::QuietHours(q) => self.out.push_str(&quiet_hours(q)),
             MemberKind::FrequencyCap(c) => self.out.push_str(&frequency_cap(c)),
-            MemberKind::Migrate { from, to } => self
-                .out
-                .push_str(&format!("migrate {} -> {}", from.name, to.name)),
+            MemberKind::Migrate { from, to } => {
+                let from = match from {
+                    MigrateFrom::Label(label) => label.name.clone(),
+                    // A step ID never spans lines: written plainly, whatever the source.
+                    MigrateFrom::Id(id) => string(&StringLit {
+                        triple: false,
+                        ..id.clone()
+                    }),
+                };
+                self.out.push_str(&format!("migrate {from} -> {}", to.name));
+            }
             MemberKind::Drain => self.out.push_str("drain"),
             MemberKind::Step(step) => self.step(step),
         }

@@ -965,7 +965,7 @@ fn help_for(expected: &[String], chunk: &str, pos: usize) -> Option<String> {
         return Some("assign with `=`: `set contact.tier = \"gold\"`".into());
     }
     if has("`->`") {
-        return Some("write a migration as `migrate old_label -> new_label`".into());
+        return Some("write a migration as `migrate old_label -> new_label`, or quote the ID of an unlabelled step: `migrate \"remind.wait#1\" -> new_label`".into());
     }
     if has("an item") {
         return Some("a file holds items: `contact`, `consent`, `record`, `event`, `tag`, `segment`, `score`, `template`, `quiet hours`, `frequency cap`, `journey` and `test`".into());
@@ -1479,7 +1479,12 @@ impl Builder {
             Rule::frequency_cap => MemberKind::FrequencyCap(self.frequency_cap(pair)),
             Rule::migrate_opt => {
                 let mut kids = Self::kids(pair);
-                let from = self.ident(kids.next().expect("grammar: migrate from"));
+                let from = kids.next().expect("grammar: migrate from");
+                let from = if from.as_rule() == Rule::string {
+                    MigrateFrom::Id(self.string(from))
+                } else {
+                    MigrateFrom::Label(self.ident(from))
+                };
                 let to = self.ident(kids.next().expect("grammar: migrate to"));
                 MemberKind::Migrate { from, to }
             }

@@ -656,6 +656,7 @@ fn member() -> impl Strategy<Value = Vec<Line>> {
         1 => quiet_hours(),
         1 => frequency_cap(),
         1 => (name(), name()).prop_map(|(a, b)| format!("migrate {a} -> {b}")),
+        1 => (name(), name()).prop_map(|(a, b)| format!("migrate \"{a}.wait#1\" -> {b}")),
         1 => Just("drain".to_string()),
     ];
     prop_oneof![

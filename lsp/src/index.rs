@@ -11,8 +11,8 @@ use cairn_compiler::db::{Db, ItemDef, ProjectInput, SourceFile, parse_file, proj
 use cairn_compiler::schema::{Schema, Ty};
 use cairn_grammar::ast::{
     ArmBody, Block, CallArg, Else, Expectation, Expr, ExprKind, Field, Ident, ItemKind,
-    JourneyDecl, MemberKind, ObjectEntry, Path, ScoreRuleKind, SendTarget, Span, Step, StepKind,
-    StepRef, TestAction, TestDecl, TestStmtKind, Trigger, TypeExpr, TypeKind,
+    JourneyDecl, MemberKind, MigrateFrom, ObjectEntry, Path, ScoreRuleKind, SendTarget, Span, Step,
+    StepKind, StepRef, TestAction, TestDecl, TestStmtKind, Trigger, TypeExpr, TypeKind,
 };
 
 /// What a name refers to. Two occurrences with equal symbols mean the same thing.
@@ -336,7 +336,10 @@ impl Walker<'_> {
                     }
                 }
                 MemberKind::Migrate { from, to } => {
-                    self.label(&name, from, false);
+                    // A quoted step ID names a step of the deployed plan, not a label.
+                    if let MigrateFrom::Label(from) = from {
+                        self.label(&name, from, false);
+                    }
                     self.label(&name, to, false);
                 }
                 MemberKind::Step(step) => self.step(step, &scope),

@@ -552,7 +552,7 @@ fn journey_details(a: &Journey, b: &Journey) -> Vec<String> {
     let migrations = |j: &Journey| -> Vec<String> {
         j.migrations
             .iter()
-            .map(|m| format!("migrate {} -> {}", m.from, m.to))
+            .map(|m| format!("migrate {} -> {}", migrate_source(m.from.as_str()), m.to))
             .collect()
     };
     list_changes(&mut d, "migration", &migrations(a), &migrations(b));
@@ -830,6 +830,19 @@ pub fn step_text(kind: &StepKind) -> String {
         StepKind::Retry { target, max } => format!("retry {target} at most {max} times"),
         StepKind::Goal => "goal".to_string(),
         StepKind::Exit => "exit".to_string(),
+    }
+}
+
+/// A migration's old step as the source writes it: a label bare, a derived step ID
+/// (`remind.wait#1`) quoted.
+fn migrate_source(step: &str) -> String {
+    let label = step
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if label && !step.is_empty() {
+        step.to_string()
+    } else {
+        format!("\"{step}\"")
     }
 }
 

@@ -216,6 +216,17 @@ pub async fn deploy_plan(
     plan: &Plan,
     strand: bool,
 ) -> Result<Deployed, StoreError> {
+    // The plans the runs in flight are on, to re-point runs at a changed `wait for`.
+    // Stored versions never change, so reading them before the deploy's transaction is
+    // safe.
+    let mut versions = std::collections::BTreeMap::new();
+    for stored in core.store.versions().await? {
+        if let Some(text) = core.store.plan_text(stored.version).await?
+            && let Ok(old) = Plan::from_json(&text)
+        {
+            versions.insert(stored.version, old);
+        }
+    }
     let mut moved = 0;
     let deployed = core
         .store
@@ -225,7 +236,7 @@ pub async fn deploy_plan(
             plan.git_commit.as_deref(),
             core.now(),
             |in_flight| {
-                let transition = crate::inflight::transition(plan, in_flight);
+                let transition = crate::inflight::transition_after(plan, &versions, in_flight);
                 if let Some(refusal) = transition.refusal() {
                     if !strand {
                         return Err(refusal);
@@ -234,7 +245,11 @@ pub async fn deploy_plan(
                         tracing::warn!("deployed with --strand: {}", stranded.sentence());
                     }
                 }
-                moved = transition.moves.iter().filter(|m| m.migrated).count();
+                moved = transition
+                    .moves
+                    .iter()
+                    .filter(|m| m.migrated || m.rewait.is_some())
+                    .count();
                 Ok(transition.moves)
             },
             || core.forget_cached_contacts(),

@@ -21,7 +21,7 @@ use cairn_compiler::project::{self, Project};
 use cairn_plan::Plan;
 use cairn_plan::diff::{ChangeKind, PlanDiff, diff};
 use cairn_runtime::client::{AdminClient, ClientError};
-use cairn_runtime::inflight::{InFlight, Transition, group_thousands, transition};
+use cairn_runtime::inflight::{InFlight, Transition, group_thousands, migrate_line, transition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -451,13 +451,16 @@ pub fn impact(server: &str, new: &Plan, changes: &PlanDiff, in_flight: &[InFligh
     let mut lines = Vec::new();
     for s in &t.stranded {
         let removed = s.reason == "the new plan removes it";
-        let what = if removed {
-            "which this change removes".to_string()
+        let (what, fix) = if removed {
+            (
+                "which this change removes".to_string(),
+                format!("`{}`", migrate_line(&s.at.step)),
+            )
         } else {
-            s.reason.clone()
+            (s.reason.clone(), "`migrate`".to_string())
         };
         lines.push(format!(
-            "{} waiting at `{}.{}` (version {}), {what}: the deploy will be refused without `migrate`, `drain` or `--strand`",
+            "{} waiting at `{}.{}` (version {}), {what}: the deploy will be refused without {fix}, `drain` or `--strand`",
             contacts(s.at.runs),
             s.at.journey,
             s.at.step,

@@ -149,6 +149,45 @@ impl Store {
                     .bind(&from.state)
                     .execute(&mut *c)
                     .await?;
+                } else if let Some(rewait) = &m.rewait {
+                    // A changed `wait for`: each run waits for the new event, until its
+                    // wait's start plus the new `within` (a past deadline fires at once).
+                    let runs = sqlx::query(
+                        "SELECT run_id, until_at FROM runs
+                         WHERE journey = $1 AND plan_version = $2 AND step = $3 AND state = $4",
+                    )
+                    .bind(&from.journey)
+                    .bind(from.plan_version)
+                    .bind(&from.step)
+                    .bind(&from.state)
+                    .fetch_all(&mut *c)
+                    .await?;
+                    for row in &runs {
+                        let run_id: String = row.try_get("run_id")?;
+                        let old_until: Option<Millis> = row.try_get("until_at")?;
+                        let until = rewait.until(old_until.unwrap_or(Millis::MAX), now);
+                        sqlx::query(
+                            "UPDATE runs SET plan_version = $1, wait_event = $2, until_at = $3,
+                                 updated_at = $4
+                             WHERE run_id = $5",
+                        )
+                        .bind(version)
+                        .bind(&rewait.event)
+                        .bind(until)
+                        .bind(now)
+                        .bind(&run_id)
+                        .execute(&mut *c)
+                        .await?;
+                        sqlx::query(
+                            "UPDATE timers SET due_at = $1, lease_owner = NULL,
+                                 lease_expires_at = NULL
+                             WHERE key = $2",
+                        )
+                        .bind(until)
+                        .bind(format!("run:{run_id}"))
+                        .execute(&mut *c)
+                        .await?;
+                    }
                 } else {
                     sqlx::query(
                         "UPDATE runs SET plan_version = $1, updated_at = $2

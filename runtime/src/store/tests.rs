@@ -878,3 +878,118 @@ async fn a_deploy_moves_runs_in_flight_or_refuses_and_changes_nothing() {
     })
     .await;
 }
+
+/// A journey `welcome` whose one step `hold` waits for `event` within `days`.
+fn waiting_plan(event: &str, days: u64) -> Plan {
+    use cairn_plan::{Journey, Reentry, Step, StepId, StepKind, Trigger};
+    let hold = Step {
+        id: StepId::from("hold"),
+        kind: StepKind::WaitFor {
+            event: event.into(),
+            binding: None,
+            filter: None,
+            within: Some(cairn_plan::expr::Duration::Seconds(days * 86_400)),
+            on_event: None,
+            on_timeout: None,
+        },
+        next: None,
+        source: None,
+    };
+    let mut plan = plan();
+    plan.journeys.insert(
+        "welcome".into(),
+        Journey {
+            name: "welcome".into(),
+            description: None,
+            trigger: Trigger::ContactCreated,
+            audience: None,
+            reentry: Reentry::Once,
+            goal: None,
+            exits: Vec::new(),
+            quiet_hours: None,
+            frequency_caps: None,
+            migrations: Vec::new(),
+            drain: false,
+            entry: Some("hold".into()),
+            steps: BTreeMap::from([(StepId::from("hold"), hold)]),
+        },
+    );
+    plan.seal();
+    plan
+}
+
+#[tokio::test]
+async fn a_deploy_repoints_runs_at_a_changed_wait_for() {
+    on_both("deploy_rewait", |store| async move {
+        const DAY: i64 = 86_400_000;
+        let old = waiting_plan("opened", 2);
+        store
+            .deploy(&old.to_json_pretty(), &old.content_hash, None, 1_000)
+            .await
+            .expect("deploy v1");
+        // `dan` entered the wait at 1_000: due two days later.
+        let mut tx = store.begin().await.expect("begin");
+        let mut state = tx.load_state("dan", 1_000).await.expect("state");
+        let mut r = run(
+            "welcome/dan/1",
+            "dan",
+            RunState::WaitingForEvent {
+                event: "opened".into(),
+                until: 1_000 + 2 * DAY,
+            },
+        );
+        r.step = Some("hold".into());
+        let effects = Effects {
+            runs: vec![r],
+            ..Effects::default()
+        };
+        tx.apply_effects(&mut state, &effects, &old, 1_000)
+            .await
+            .expect("apply");
+        tx.commit().await.expect("commit");
+
+        // Version 2 waits for `purchased` within 5 days: `dan` waits for it until five
+        // days after he entered the wait.
+        let new = waiting_plan("purchased", 5);
+        let versions = BTreeMap::from([(1, old)]);
+        store
+            .deploy_moving_runs(
+                &new.to_json_pretty(),
+                &new.content_hash,
+                None,
+                DAY,
+                |in_flight| Ok(crate::inflight::transition_after(&new, &versions, in_flight).moves),
+                || {},
+            )
+            .await
+            .expect("deploy v2");
+        let mut tx = store.begin().await.expect("begin");
+        let dan = tx.load_runs("dan").await.expect("runs");
+        tx.commit().await.expect("commit");
+        assert_eq!(dan[0].plan_version, 2);
+        assert_eq!(
+            dan[0].state,
+            RunState::WaitingForEvent {
+                event: "purchased".into(),
+                until: 1_000 + 5 * DAY,
+            }
+        );
+        let due = store
+            .claim_timers("w1", 1_000 + 2 * DAY, 60_000, 10)
+            .await
+            .expect("claim");
+        assert!(due.is_empty(), "the old deadline no longer fires");
+        let due = store
+            .claim_timers("w1", 1_000 + 5 * DAY, 60_000, 10)
+            .await
+            .expect("claim");
+        let due: Vec<_> = due.iter().map(|t| t.work.clone()).collect();
+        assert_eq!(
+            due,
+            vec![TimerWork::Run {
+                run_id: "welcome/dan/1".into()
+            }]
+        );
+    })
+    .await;
+}
