@@ -1650,8 +1650,12 @@ fn track_links(
     };
     let base = links.base_url.trim_end_matches('/');
     let mut tracked = crate::links::rewrite_hrefs(html, |target| {
-        let lower = target.to_ascii_lowercase();
-        let web = lower.starts_with("http://") || lower.starts_with("https://");
+        let scheme = |prefix: &str| {
+            target
+                .get(..prefix.len())
+                .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        };
+        let web = scheme("http://") || scheme("https://");
         (web && !target.starts_with(base))
             .then(|| crate::links::click_url(base, &links.secret, contact_id, message, target))
     });
@@ -1659,16 +1663,38 @@ fn track_links(
         "<img src=\"{}\" width=\"1\" height=\"1\" alt=\"\" style=\"display:none\">",
         crate::links::open_pixel_url(base, &links.secret, contact_id, message)
     );
-    match tracked.to_ascii_lowercase().rfind("</body>") {
+    match rfind_ignore_ascii_case(&tracked, "</body>") {
         Some(at) => tracked.insert_str(at, &pixel),
         None => tracked.push_str(&pixel),
     }
     *html = tracked;
 }
 
+/// The byte offset of the last `needle` (ASCII) in `text`, any case, without copying.
+fn rfind_ignore_ascii_case(text: &str, needle: &str) -> Option<usize> {
+    let (text, needle) = (text.as_bytes(), needle.as_bytes());
+    (0..=text.len().checked_sub(needle.len())?)
+        .rev()
+        .find(|&at| text[at..at + needle.len()].eq_ignore_ascii_case(needle))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_body_end_tag_is_found_in_any_case() {
+        assert_eq!(
+            rfind_ignore_ascii_case("<p>x</p></BODY>", "</body>"),
+            Some(8)
+        );
+        assert_eq!(
+            rfind_ignore_ascii_case("</body><p></Body>", "</body>"),
+            Some(10)
+        );
+        assert_eq!(rfind_ignore_ascii_case("<p>", "</body>"), None);
+        assert_eq!(rfind_ignore_ascii_case("", "</body>"), None);
+    }
 
     #[test]
     fn glob_matches_paths() {
