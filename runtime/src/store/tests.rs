@@ -735,7 +735,7 @@ async fn bulk_statements_create_load_insert_and_release() {
 /// A plan whose journey `welcome` has the waits `hi` and `pause`, and migrates runs at
 /// `old` to `pause`.
 fn migrating_plan() -> Plan {
-    use cairn_plan::{Journey, Migration, Reentry, Step, StepId, StepKind, Trigger};
+    use cairn_plan::{Migration, Step, StepId, StepKind};
     let wait = |id: &str| {
         (
             StepId::from(id),
@@ -750,24 +750,14 @@ fn migrating_plan() -> Plan {
     let mut plan = plan();
     plan.journeys.insert(
         "welcome".into(),
-        Journey {
-            name: "welcome".into(),
-            description: None,
-            trigger: Trigger::ContactCreated,
-            audience: None,
-            reentry: Reentry::Once,
-            goal: None,
-            exits: Vec::new(),
-            quiet_hours: None,
-            frequency_caps: None,
-            migrations: vec![Migration {
+        welcome_journey(
+            vec![Migration {
                 from: "old".into(),
                 to: "pause".into(),
             }],
-            drain: false,
-            entry: Some("hi".into()),
-            steps: BTreeMap::from([wait("hi"), wait("pause")]),
-        },
+            BTreeMap::from([wait("hi"), wait("pause")]),
+            "hi",
+        ),
     );
     plan.seal();
     plan
@@ -881,7 +871,7 @@ async fn a_deploy_moves_runs_in_flight_or_refuses_and_changes_nothing() {
 
 /// A journey `welcome` whose one step `hold` waits for `event` within `days`.
 fn waiting_plan(event: &str, days: u64) -> Plan {
-    use cairn_plan::{Journey, Reentry, Step, StepId, StepKind, Trigger};
+    use cairn_plan::{Step, StepId, StepKind};
     let hold = Step {
         id: StepId::from("hold"),
         kind: StepKind::WaitFor {
@@ -898,21 +888,11 @@ fn waiting_plan(event: &str, days: u64) -> Plan {
     let mut plan = plan();
     plan.journeys.insert(
         "welcome".into(),
-        Journey {
-            name: "welcome".into(),
-            description: None,
-            trigger: Trigger::ContactCreated,
-            audience: None,
-            reentry: Reentry::Once,
-            goal: None,
-            exits: Vec::new(),
-            quiet_hours: None,
-            frequency_caps: None,
-            migrations: Vec::new(),
-            drain: false,
-            entry: Some("hold".into()),
-            steps: BTreeMap::from([(StepId::from("hold"), hold)]),
-        },
+        welcome_journey(
+            Vec::new(),
+            BTreeMap::from([(StepId::from("hold"), hold)]),
+            "hold",
+        ),
     );
     plan.seal();
     plan
@@ -992,4 +972,28 @@ async fn a_deploy_repoints_runs_at_a_changed_wait_for() {
         );
     })
     .await;
+}
+
+/// A `welcome` journey started by `contact_created`, entering at `entry`.
+fn welcome_journey(
+    migrations: Vec<cairn_plan::Migration>,
+    steps: BTreeMap<cairn_plan::StepId, cairn_plan::Step>,
+    entry: &str,
+) -> cairn_plan::Journey {
+    use cairn_plan::{Journey, Reentry, Trigger};
+    Journey {
+        name: "welcome".into(),
+        description: None,
+        trigger: Trigger::ContactCreated,
+        audience: None,
+        reentry: Reentry::Once,
+        goal: None,
+        exits: Vec::new(),
+        quiet_hours: None,
+        frequency_caps: None,
+        migrations,
+        drain: false,
+        entry: Some(entry.into()),
+        steps,
+    }
 }
