@@ -417,6 +417,24 @@ fn bad_requests_get_clear_errors_and_store_nothing() {
             .is_some_and(|e| e.contains("32 KB")),
         "{answer}"
     );
+    // Refused before its body was read: the daemon closes that connection rather than
+    // leave the unread body in the way of the client's next request.
+    let response = daemon
+        .http
+        .post(format!("{}/v1/track", daemon.url))
+        .basic_auth(&daemon.write_key, Some(""))
+        .header("Content-Type", "application/json")
+        .body(serde_json::to_vec(&large).expect("JSON"))
+        .send()
+        .expect("the daemon answers");
+    assert_eq!(response.status().as_u16(), 413);
+    assert_eq!(
+        response
+            .headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     let (status, answer) = daemon.post("/v1/batch", &json!({"batch": [large]}));
     assert_eq!(status, 413, "{answer}");
     let many: Vec<Json> = (0..40)

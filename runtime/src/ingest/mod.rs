@@ -142,6 +142,16 @@ pub fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, axum::Json(json!({ "error": message.into() }))).into_response()
 }
 
+/// A response sent before the request body was read: it asks the client to close the
+/// connection, since the unread body leaves it unusable for the next request (a client
+/// that reused it would see its next request fail).
+fn unread_body(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// `call` is the endpoint's kind; `None` for a batch.
 async fn handle(state: &IngestState, call: Option<Call>, request: Request) -> Response {
     let metrics = &state.core.metrics;
@@ -156,15 +166,15 @@ async fn handle(state: &IngestState, call: Option<Call>, request: Request) -> Re
             header::WWW_AUTHENTICATE,
             HeaderValue::from_static("Basic realm=\"cairn\""),
         );
-        return response;
+        return unread_body(response);
     }
     if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING)
         && encoding.as_bytes() != b"identity"
     {
-        return error(
+        return unread_body(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "compressed request bodies are not supported: send plain JSON",
-        );
+        ));
     }
     let limit = match call {
         None => state.limits.max_batch_bytes,
@@ -172,7 +182,7 @@ async fn handle(state: &IngestState, call: Option<Call>, request: Request) -> Re
     };
     let too_large = || {
         metrics.events_rejected.inc();
-        error(
+        unread_body(error(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!(
                 "the request body is larger than {} KB, the limit for {}",
@@ -183,7 +193,7 @@ async fn handle(state: &IngestState, call: Option<Call>, request: Request) -> Re
                     "one message"
                 }
             ),
-        )
+        ))
     };
     let declared = parts
         .headers
