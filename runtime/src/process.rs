@@ -270,13 +270,10 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Err(StoreError::Conflict("no plan is deployed".into()));
         };
-        let (report, applied) = crate::store::retrying("an ingest transaction", || {
+        self.transaction("an ingest transaction", || {
             self.ingest_once(batches, received_at, &active)
         })
-        .await?;
-        self.after_commit(&applied);
-        self.metrics.record_applied(&applied);
-        Ok(report)
+        .await
     }
 
     async fn ingest_once(
@@ -457,13 +454,10 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Ok(0);
         };
-        let (done, applied) = crate::store::retrying("a timer transaction", || {
+        self.transaction("a timer transaction", || {
             self.run_timers_once(timers, &active)
         })
-        .await?;
-        self.after_commit(&applied);
-        self.metrics.record_applied(&applied);
-        Ok(done)
+        .await
     }
 
     /// Takes up to `limit` due timers and runs them, in one transaction that deletes
@@ -474,7 +468,7 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Ok(0);
         };
-        let (done, applied) = crate::store::retrying("a timer transaction", || async {
+        self.transaction("a timer transaction", || async {
             let mut tx = self.store.begin().await?;
             let timers = tx.take_due_timers(self.now(), limit).await?;
             if timers.is_empty() {
@@ -484,10 +478,20 @@ impl Core {
             self.work_timers(tx, &timers, TimerGuard::Taken, &active)
                 .await
         })
-        .await?;
+        .await
+    }
+
+    /// Runs `once`, a whole transaction, retried while the database asks; then wakes
+    /// the workers for what it wrote and counts it.
+    async fn transaction<T, F, Fut>(&self, what: &str, once: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(T, Applied)>>,
+    {
+        let (value, applied) = crate::store::retrying(what, once).await?;
         self.after_commit(&applied);
         self.metrics.record_applied(&applied);
-        Ok(done)
+        Ok(value)
     }
 
     async fn run_timers_once(

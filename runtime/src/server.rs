@@ -486,64 +486,79 @@ async fn timer_worker(core: Arc<Core>, config: ServeConfig, mut stop: watch::Rec
         if *stop.borrow() {
             return;
         }
-        if core.store.backend() == Backend::Sqlite {
-            // The store's one worker: timers are taken and run in one transaction.
-            match core.run_due_timers(batch).await {
-                Ok(done) if done > 0 => {
-                    batch = batch.saturating_mul(2).min(config.timer_batch.max(1));
-                    continue;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, batch, "running timers failed");
-                    batch = (batch / 2).max(1);
-                    tokio::select! {
-                        () = tokio::time::sleep(Duration::from_millis(200)) => {}
-                        _ = stop.changed() => {}
-                    }
-                    continue;
-                }
+        let wait = match timer_round(&core, lease, batch).await {
+            TimerRound::Ran => {
+                batch = batch.saturating_mul(2).min(config.timer_batch.max(1));
+                continue;
             }
-            let wait = next_timer_wait(&core, &config).await;
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = core.timers_changed.notified() => {}
-                _ = stop.changed() => {}
+            TimerRound::Idle => next_timer_wait(&core, &config).await,
+            TimerRound::Failed { wait } => {
+                batch = (batch / 2).max(1);
+                wait
             }
-            continue;
-        }
-        let now = core.now();
-        let claimed = core
-            .store
-            .claim_timers(&core.worker_id, now, now + lease, batch)
-            .await;
-        let wait = match claimed {
-            Ok(timers) if !timers.is_empty() => {
-                if let Err(e) = core.run_timers(&timers).await {
-                    // Give them back (after the retries `run_timers` made), so they run
-                    // on the next try rather than when their leases expire.
-                    let given_back = crate::store::retrying("giving timers back", || {
-                        core.store.unclaim_timers(&timers, &core.worker_id)
-                    })
-                    .await;
-                    tracing::warn!(error = %e, given_back = ?given_back.ok(), batch, "running timers failed");
-                    batch = (batch / 2).max(1);
-                    Duration::from_millis(200)
-                } else {
-                    batch = batch.saturating_mul(2).min(config.timer_batch.max(1));
-                    continue;
-                }
-            }
-            Ok(_) => next_timer_wait(&core, &config).await,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming timers failed");
-                Duration::from_secs(1)
-            }
+            TimerRound::Unclaimed { wait } => wait,
         };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = core.timers_changed.notified() => {}
             _ = stop.changed() => {}
+        }
+    }
+}
+
+/// What one round of the timer worker came to.
+enum TimerRound {
+    /// Timers were due and ran: look for more at once.
+    Ran,
+    /// Nothing was due.
+    Idle,
+    /// Running the timers failed; try again after `wait`, with a smaller batch.
+    Failed { wait: Duration },
+    /// Claiming them failed; try again after `wait`.
+    Unclaimed { wait: Duration },
+}
+
+/// Runs up to `batch` due timers. A SQLite daemon, the store's one worker, takes and
+/// runs them in one transaction; on PostgreSQL they are claimed with a lease first,
+/// and given back if running them fails.
+async fn timer_round(core: &Core, lease: i64, batch: i64) -> TimerRound {
+    let failed = Duration::from_millis(200);
+    if core.store.backend() == Backend::Sqlite {
+        return match core.run_due_timers(batch).await {
+            Ok(0) => TimerRound::Idle,
+            Ok(_) => TimerRound::Ran,
+            Err(e) => {
+                tracing::warn!(error = %e, batch, "running timers failed");
+                TimerRound::Failed { wait: failed }
+            }
+        };
+    }
+    let now = core.now();
+    let timers = match core
+        .store
+        .claim_timers(&core.worker_id, now, now + lease, batch)
+        .await
+    {
+        Ok(timers) if timers.is_empty() => return TimerRound::Idle,
+        Ok(timers) => timers,
+        Err(e) => {
+            tracing::warn!(error = %e, "claiming timers failed");
+            return TimerRound::Unclaimed {
+                wait: Duration::from_secs(1),
+            };
+        }
+    };
+    match core.run_timers(&timers).await {
+        Ok(_) => TimerRound::Ran,
+        Err(e) => {
+            // Give them back (after the retries `run_timers` made), so they run on the
+            // next try rather than when their leases expire.
+            let given_back = crate::store::retrying("giving timers back", || {
+                core.store.unclaim_timers(&timers, &core.worker_id)
+            })
+            .await;
+            tracing::warn!(error = %e, given_back = ?given_back.ok(), batch, "running timers failed");
+            TimerRound::Failed { wait: failed }
         }
     }
 }
@@ -721,11 +736,7 @@ mod tests {
         let sqlite = format!("sqlite:{}", dir.path().join("cairn.db").display());
         daemon_round_trip(&sqlite, dir.path().join("sqlite")).await;
         if let Some(schema) = TestSchema::create("daemon").await {
-            let url = if schema.url.contains('?') {
-                format!("{}&options=-csearch_path%3D{}", schema.url, schema.name)
-            } else {
-                format!("{}?options=-csearch_path%3D{}", schema.url, schema.name)
-            };
+            let url = crate::store::postgres_url_in_schema(&schema.url, &schema.name);
             let outcome =
                 tokio::spawn(daemon_round_trip_owned(url, dir.path().join("postgres"))).await;
             schema.drop_schema().await;
