@@ -255,6 +255,25 @@ impl<'s> Parser<'s, '_> {
         T::stack(self.scratch).push(element);
     }
 
+    /// Inside a [`Parser::list`]: pushes the elements `item` reads, separated by `,`
+    /// with new lines allowed around it, and takes a trailing `,` (none is fine).
+    fn comma_separated<T: Stacked>(&mut self, item: impl Fn(&mut Self) -> Option<T>) {
+        let Some(first) = self.opt(&item) else {
+            return;
+        };
+        self.push(first);
+        while let Some(next) = self.opt(|p| {
+            p.nl();
+            need(p.punct(b","))?;
+            p.nl();
+            item(p)
+        }) {
+            self.push(next);
+        }
+        self.nl();
+        self.punct(b",");
+    }
+
     fn rel(&self, start: usize, end: usize) -> Span {
         Span::new(start - self.base, end - self.base)
     }
@@ -1659,19 +1678,7 @@ impl<'s> Parser<'s, '_> {
                 self.pos += 1;
                 self.nl();
                 let items = self.list(|p| {
-                    if let Some(first) = p.opt(Self::expr) {
-                        p.push(first);
-                        while let Some(next) = p.opt(|p| {
-                            p.nl();
-                            need(p.punct(b","))?;
-                            p.nl();
-                            p.expr()
-                        }) {
-                            p.push(next);
-                        }
-                        p.nl();
-                        p.punct(b",");
-                    }
+                    p.comma_separated(Self::expr);
                     p.nl();
                     need(p.punct(b"]"))
                 })?;
@@ -1705,19 +1712,7 @@ impl<'s> Parser<'s, '_> {
         need(self.punct(b"("))?;
         self.nl();
         let args = self.list(|p| {
-            if let Some(first) = p.opt(Self::call_arg) {
-                p.push(first);
-                while let Some(next) = p.opt(|p| {
-                    p.nl();
-                    need(p.punct(b","))?;
-                    p.nl();
-                    p.call_arg()
-                }) {
-                    p.push(next);
-                }
-                p.nl();
-                p.punct(b",");
-            }
+            p.comma_separated(Self::call_arg);
             p.nl();
             need(p.punct(b")"))
         })?;
