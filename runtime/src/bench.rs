@@ -138,31 +138,26 @@ impl Daemon {
         connections: usize,
     ) -> Result<Daemon, BenchError> {
         static DAEMONS: AtomicUsize = AtomicUsize::new(0);
+        let seq = DAEMONS.fetch_add(1, Ordering::Relaxed);
         let state_dir = std::env::temp_dir().join(format!(
-            "cairn-bench-{}-{}-{}",
+            "cairn-bench-{}-{}-{seq}",
             std::process::id(),
             jiff::Timestamp::now().as_millisecond(),
-            DAEMONS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&state_dir).map_err(|e| {
             BenchError::Setup(format!("cannot create `{}`: {e}", state_dir.display()))
         })?;
-        let seq = DAEMONS.load(Ordering::Relaxed);
         let (database, schema) = match database_url {
             // Each phase gets a fresh schema, so one phase's rows do not weigh on the next.
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Some(url) if crate::store::is_postgres_url(&url) => {
                 let name = format!("cairn_bench_{}_{seq}", std::process::id());
-                let admin = sqlx::PgPool::connect(&url)
+                crate::store::create_postgres_schema(&url, &name)
                     .await
-                    .map_err(|e| BenchError::Setup(format!("cannot reach `{url}`: {e}")))?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
-                    .execute(&admin)
-                    .await
-                    .map_err(|e| BenchError::Setup(format!("cannot create a schema: {e}")))?;
-                admin.close().await;
-                let separator = if url.contains('?') { '&' } else { '?' };
+                    .map_err(|e| {
+                        BenchError::Setup(format!("cannot create a schema on `{url}`: {e}"))
+                    })?;
                 (
-                    format!("{url}{separator}options=-csearch_path%3D{name}"),
+                    crate::store::postgres_url_in_schema(&url, &name),
                     Some((url, name)),
                 )
             }
@@ -223,16 +218,9 @@ impl Daemon {
         let _ = self.task.await;
         let _ = std::fs::remove_dir_all(&self.state_dir);
         if let Some((url, name)) = self.schema
-            && let Ok(admin) = sqlx::PgPool::connect(&url).await
+            && let Err(e) = crate::store::drop_postgres_schema(&url, &name).await
         {
-            let drop = format!("DROP SCHEMA IF EXISTS {name} CASCADE");
-            if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-                .execute(&admin)
-                .await
-            {
-                tracing::warn!(schema = %name, error = %e, "the bench schema was not dropped");
-            }
-            admin.close().await;
+            tracing::warn!(schema = %name, error = %e, "the bench schema was not dropped");
         }
     }
 }

@@ -236,7 +236,7 @@ impl Store {
     }
 
     pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Store> {
-        let store = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let store = if is_postgres_url(url) {
             Store::open_postgres(url, options).await?
         } else if let Some(path) = sqlite_path(url) {
             Store::open_sqlite(&path).await?
@@ -384,10 +384,47 @@ impl Tx {
     }
 }
 
+/// Whether `url` names a PostgreSQL store.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// `url` with its connections working in the PostgreSQL schema `name` (through the
+/// `search_path` option), for a store that should live in a schema of its own.
+pub fn postgres_url_in_schema(url: &str, name: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}options=-csearch_path%3D{name}")
+}
+
+/// Creates the schema `name` on the PostgreSQL server at `url`.
+pub async fn create_postgres_schema(url: &str, name: &str) -> Result<()> {
+    on_own_connection(url, format!("CREATE SCHEMA {}", quote_ident(name))).await
+}
+
+/// Drops the schema `name`, with everything in it, on the PostgreSQL server at `url`.
+pub async fn drop_postgres_schema(url: &str, name: &str) -> Result<()> {
+    on_own_connection(url, format!("DROP SCHEMA {} CASCADE", quote_ident(name))).await
+}
+
+/// Runs `sql` on a connection of its own to the PostgreSQL server at `url`.
+async fn on_own_connection(url: &str, sql: String) -> Result<()> {
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    let done = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+        .execute(&admin)
+        .await;
+    admin.close().await;
+    done?;
+    Ok(())
+}
+
 /// The file of a SQLite store URL (`sqlite:PATH` or a path ending in `.db`), or `None`
 /// for another kind of URL.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres_url(url) {
         return None;
     }
     sqlite_path(url).map(std::path::PathBuf::from)

@@ -184,7 +184,7 @@ impl Store {
                              WHERE key = $2",
                         )
                         .bind(until)
-                        .bind(format!("run:{run_id}"))
+                        .bind(super::effects::run_timer_key(&run_id))
                         .execute(&mut *c)
                         .await?;
                     }
