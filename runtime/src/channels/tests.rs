@@ -1044,6 +1044,46 @@ fn tls_server(
     }
 }
 
+/// A TLS test's setting: a private CA in `tls/` that signed the certificate of an SMTP
+/// server in `mode` on `port`, and a store with one email queued for ana.
+struct TlsCase {
+    dir: tempfile::TempDir,
+    maildir: std::path::PathBuf,
+    port: u16,
+    store: Store,
+    _server: bench::SmtpSink,
+}
+
+impl TlsCase {
+    /// `None` when no SMTP server can run here (see [`tls_server`]).
+    async fn start(test: &str, mode: &str) -> Option<TlsCase> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let maildir = dir.path().join("mail");
+        private_ca(&dir.path().join("tls"));
+        let port = free_port();
+        let server = tls_server(test, port, &maildir, &dir.path().join("tls"), mode)?;
+        let store = Store::open_sqlite_file(&dir.path().join("cairn.db"))
+            .await
+            .expect("a store");
+        queue(
+            &store,
+            vec![email(
+                "remind",
+                "ana@example.com",
+                json!({"subject": "Hi", "text": "Hello"}),
+            )],
+        )
+        .await;
+        Some(TlsCase {
+            dir,
+            maildir,
+            port,
+            store,
+            _server: server,
+        })
+    }
+}
+
 fn tls_config(dir: &Path, port: u16, tls: TlsMode, ca_file: &Path) -> DispatchConfig {
     let mut config = smtp_config(dir, port);
     let smtp = config.smtp.as_mut().expect("SMTP settings");
@@ -1061,32 +1101,16 @@ async fn email_goes_over_starttls_and_implicit_tls_to_a_server_trusted_through_c
         ("starttls", TlsMode::Starttls),
         ("implicit", TlsMode::Implicit),
     ] {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let maildir = dir.path().join("mail");
-        private_ca(&dir.path().join("tls"));
-        let port = free_port();
-        let test = format!("smtp_tls_{mode}");
-        let Some(_server) = tls_server(&test, port, &maildir, &dir.path().join("tls"), mode) else {
+        let Some(case) = TlsCase::start(&format!("smtp_tls_{mode}"), mode).await else {
             return;
         };
-        let store = Store::open_sqlite_file(&dir.path().join("cairn.db"))
-            .await
-            .expect("a store");
-        queue(
-            &store,
-            vec![email(
-                "remind",
-                "ana@example.com",
-                json!({"subject": "Hi", "text": "Hello"}),
-            )],
-        )
-        .await;
-        let config = tls_config(dir.path(), port, tls, &dir.path().join("tls/ca.pem"));
+        let (dir, maildir, store) = (case.dir.path(), &case.maildir, &case.store);
+        let config = tls_config(dir, case.port, tls, &dir.join("tls/ca.pem"));
         let dispatcher = Dispatcher::new(core(store.clone()), config).expect("channels");
-        settle(&dispatcher, &store, 10).await;
-        let remind = message(&store, "remind").await;
+        settle(&dispatcher, store, 10).await;
+        let remind = message(store, "remind").await;
         assert_eq!(remind.state, "sent", "{mode}: {remind:?}");
-        let mail = received(&maildir);
+        let mail = received(maildir);
         assert_eq!(mail.len(), 1, "{mode}: {mail:?}");
         assert_eq!(mail[0]["headers"]["Subject"], json!("Hi"), "{mode}");
         store.close().await;
@@ -1099,34 +1123,18 @@ async fn a_server_certificate_from_another_ca_is_refused_with_a_recorded_reason(
         ("starttls", TlsMode::Starttls),
         ("implicit", TlsMode::Implicit),
     ] {
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let maildir = dir.path().join("mail");
-        private_ca(&dir.path().join("tls"));
-        // A CA of the same name that did not sign the server's certificate.
-        private_ca(&dir.path().join("other"));
-        let port = free_port();
-        let test = format!("smtp_wrong_ca_{mode}");
-        let Some(_server) = tls_server(&test, port, &maildir, &dir.path().join("tls"), mode) else {
+        let Some(case) = TlsCase::start(&format!("smtp_wrong_ca_{mode}"), mode).await else {
             return;
         };
-        let store = Store::open_sqlite_file(&dir.path().join("cairn.db"))
-            .await
-            .expect("a store");
-        queue(
-            &store,
-            vec![email(
-                "remind",
-                "ana@example.com",
-                json!({"subject": "Hi", "text": "Hello"}),
-            )],
-        )
-        .await;
-        let config = tls_config(dir.path(), port, tls, &dir.path().join("other/ca.pem"));
+        let (dir, maildir, store) = (case.dir.path(), &case.maildir, &case.store);
+        // A CA of the same name that did not sign the server's certificate.
+        private_ca(&dir.join("other"));
+        let config = tls_config(dir, case.port, tls, &dir.join("other/ca.pem"));
         let dispatcher = Dispatcher::new(core(store.clone()), config).expect("channels");
 
         // A certificate problem is temporary: the message waits for a retry...
         dispatcher.dispatch_once().await.expect("dispatch");
-        let first = message(&store, "remind").await;
+        let first = message(store, "remind").await;
         assert_eq!(first.state, "pending", "{mode}: {first:?}");
         assert_eq!(first.error_kind.as_deref(), Some("temporary"), "{mode}");
         let reason = first.last_error.clone().unwrap_or_default();
@@ -1136,8 +1144,8 @@ async fn a_server_certificate_from_another_ca_is_refused_with_a_recorded_reason(
             "{mode}: {reason}"
         );
         // ... and fails, with the same reason, once its attempts are used up.
-        settle(&dispatcher, &store, 10).await;
-        let last = message(&store, "remind").await;
+        settle(&dispatcher, store, 10).await;
+        let last = message(store, "remind").await;
         assert_eq!(last.state, "failed", "{mode}: {last:?}");
         assert_eq!(last.attempts, 2, "{mode}");
         assert_eq!(last.error_kind.as_deref(), Some("temporary"), "{mode}");
@@ -1147,10 +1155,7 @@ async fn a_server_certificate_from_another_ca_is_refused_with_a_recorded_reason(
             ),
             "{mode}: {last:?}"
         );
-        assert!(
-            received(&maildir).is_empty(),
-            "{mode}: nothing is delivered"
-        );
+        assert!(received(maildir).is_empty(), "{mode}: nothing is delivered");
         store.close().await;
     }
 }

@@ -38,20 +38,14 @@ impl TestSchema {
             SCHEMAS.fetch_add(1, Ordering::Relaxed)
         );
         // Fail loudly: CI sets the variable precisely so that this backend is tested.
-        let conn = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect(&url)
+        super::create_postgres_schema(&url, &name)
             .await
             .unwrap_or_else(|e| {
-                panic!("{POSTGRES_URL_VAR} is set to `{url}` but PostgreSQL is unreachable: {e}")
+                panic!(
+                    "{POSTGRES_URL_VAR} is set to `{url}` but a test schema cannot be created \
+                     there (is PostgreSQL reachable?): {e}"
+                )
             });
-        let create = format!("CREATE SCHEMA {}", super::quote_ident(&name));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(create))
-            .execute(&conn)
-            .await
-            .expect("create a test schema");
-        conn.close().await;
         Some(TestSchema { url, name })
     }
 
@@ -66,17 +60,9 @@ impl TestSchema {
     }
 
     pub async fn drop_schema(self) {
-        let conn = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(1)
-            .connect(&self.url)
-            .await
-            .expect("reconnect to drop the test schema");
-        let drop = format!("DROP SCHEMA {} CASCADE", super::quote_ident(&self.name));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(drop))
-            .execute(&conn)
+        super::drop_postgres_schema(&self.url, &self.name)
             .await
             .expect("drop the test schema");
-        conn.close().await;
     }
 }
 
@@ -854,13 +840,8 @@ async fn a_deploy_moves_runs_in_flight_or_refuses_and_changes_nothing() {
         assert_eq!(bob[0].state, RunState::Ready);
         assert_eq!(cem[0].plan_version, 1);
         assert_eq!(cem[0].step.as_deref(), Some("gone"));
-        let due = store
-            .claim_timers("w1", 3_000, 60_000, 10)
-            .await
-            .expect("claim");
-        let due: Vec<_> = due.iter().map(|t| t.work.clone()).collect();
         assert_eq!(
-            due,
+            due_work(&store, 3_000).await,
             vec![TimerWork::Run {
                 run_id: "welcome/bob/1".into()
             }]
@@ -954,18 +935,12 @@ async fn a_deploy_repoints_runs_at_a_changed_wait_for() {
                 until: 1_000 + 5 * DAY,
             }
         );
-        let due = store
-            .claim_timers("w1", 1_000 + 2 * DAY, 60_000, 10)
-            .await
-            .expect("claim");
-        assert!(due.is_empty(), "the old deadline no longer fires");
-        let due = store
-            .claim_timers("w1", 1_000 + 5 * DAY, 60_000, 10)
-            .await
-            .expect("claim");
-        let due: Vec<_> = due.iter().map(|t| t.work.clone()).collect();
+        assert!(
+            due_work(&store, 1_000 + 2 * DAY).await.is_empty(),
+            "the old deadline no longer fires"
+        );
         assert_eq!(
-            due,
+            due_work(&store, 1_000 + 5 * DAY).await,
             vec![TimerWork::Run {
                 run_id: "welcome/dan/1".into()
             }]
@@ -996,4 +971,15 @@ fn welcome_journey(
         entry: Some(entry.into()),
         steps,
     }
+}
+
+/// The work of the timers due at `now`, claimed by a worker `w1`.
+async fn due_work(store: &Store, now: Millis) -> Vec<TimerWork> {
+    store
+        .claim_timers("w1", now, 60_000, 10)
+        .await
+        .expect("claim")
+        .into_iter()
+        .map(|t| t.work)
+        .collect()
 }
