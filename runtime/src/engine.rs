@@ -720,7 +720,7 @@ impl<'e, 'p> Decision<'e, 'p> {
             return;
         }
         if let Some(b) = binding {
-            run.bindings.insert(b.clone(), event.payload.clone());
+            run.bindings.insert(b.clone(), Json::clone(&event.payload));
         }
         self.continue_at(run, on_event.clone());
     }

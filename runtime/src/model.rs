@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Milliseconds since the Unix epoch, UTC. Every stored time uses it, so comparisons
 /// are exact and the same on SQLite and PostgreSQL.
@@ -53,7 +54,9 @@ pub struct EventRecord {
     pub id: i64,
     /// The plan's event name (`order_completed`), not the wire name.
     pub name: String,
-    pub payload: Json,
+    /// Shared with the request it came in and the rows that store it: handing an event
+    /// to the engines and keeping it in a contact's history copies no payload.
+    pub payload: Arc<Json>,
     pub occurred_at: Millis,
 }
 

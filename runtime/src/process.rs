@@ -10,7 +10,7 @@ use crate::ingest::segment::{Input, InputKind};
 use crate::metrics::Metrics;
 use crate::model::{Effects, EventRecord, Millis, RunState, Wakeup};
 use crate::store::contacts::{ContactState, EventRow, merge_traits};
-use crate::store::effects::{Applied, WriteSet};
+use crate::store::effects::{Applied, States, WriteSet};
 use crate::store::timers::{ClaimedTimer, TimerWork};
 use crate::store::{Result, Store, StoreError, Tx};
 use crate::time::Clock;
@@ -92,9 +92,19 @@ pub struct StateCache {
 
 #[derive(Default)]
 struct CacheEntries {
-    states: HashMap<String, (u64, ContactState)>,
-    /// Insertion order, for eviction (oldest first); may hold ids already gone.
+    /// A contact's slot stays while a transaction has its state out, so the eviction
+    /// order names each cached contact once.
+    slots: HashMap<String, Slot>,
+    /// Ids in the order their slots were made, oldest first, for eviction; may name
+    /// slots already gone.
     order: std::collections::VecDeque<String>,
+}
+
+struct Slot {
+    /// The transaction that put the state.
+    generation: u64,
+    /// `None` while a transaction works on it.
+    state: Option<Box<ContactState>>,
 }
 
 impl StateCache {
@@ -114,7 +124,7 @@ impl StateCache {
         let floor = self.generation();
         self.floor.store(floor, std::sync::atomic::Ordering::SeqCst);
         if let Ok(mut entries) = self.entries.lock() {
-            entries.states.clear();
+            entries.slots.clear();
             entries.order.clear();
         }
     }
@@ -125,13 +135,13 @@ impl StateCache {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn take(&self, ids: &[String]) -> HashMap<String, ContactState> {
+    fn take(&self, ids: &[String]) -> States {
         let Ok(mut entries) = self.entries.lock() else {
             return HashMap::new();
         };
         let mut taken = HashMap::with_capacity(ids.len());
         for id in ids {
-            if let Some((_, state)) = entries.states.remove(id) {
+            if let Some(state) = entries.slots.get_mut(id).and_then(|s| s.state.take()) {
                 taken.insert(id.clone(), state);
             }
         }
@@ -141,42 +151,52 @@ impl StateCache {
     fn forget(&self, ids: &[String]) {
         if let Ok(mut entries) = self.entries.lock() {
             for id in ids {
-                entries.states.remove(id);
+                entries.slots.remove(id);
             }
         }
     }
 
-    fn put(&self, generation: u64, states: HashMap<String, ContactState>) {
+    fn put(&self, generation: u64, states: States) {
         let Ok(mut entries) = self.entries.lock() else {
             return;
         };
         if generation < self.floor.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        let CacheEntries { slots, order } = &mut *entries;
         for (id, mut state) in states {
             state.created = false;
-            let newer = entries.states.get(&id).is_none_or(|(g, _)| *g < generation);
-            if newer
-                && entries
-                    .states
-                    .insert(id.clone(), (generation, state))
-                    .is_none()
-            {
-                entries.order.push_back(id);
+            match slots.get_mut(&id) {
+                Some(slot) => {
+                    if slot.generation < generation {
+                        *slot = Slot {
+                            generation,
+                            state: Some(state),
+                        };
+                    }
+                }
+                None => {
+                    order.push_back(id.clone());
+                    slots.insert(
+                        id,
+                        Slot {
+                            generation,
+                            state: Some(state),
+                        },
+                    );
+                }
             }
         }
-        while entries.states.len() > self.capacity {
-            let Some(oldest) = entries.order.pop_front() else {
+        while slots.len() > self.capacity {
+            let Some(oldest) = order.pop_front() else {
                 break;
             };
-            entries.states.remove(&oldest);
+            slots.remove(&oldest);
         }
-        // Ids evicted, taken or put back leave stale and repeated entries in the order;
-        // keep it bounded: one entry per cached id.
-        if entries.order.len() > 2 * self.capacity.max(1) {
-            let CacheEntries { states, order } = &mut *entries;
-            let mut seen = HashSet::with_capacity(states.len());
-            order.retain(|id| states.contains_key(id) && seen.insert(id.clone()));
+        // Forgotten ids leave stale entries in the order; keep it bounded.
+        if order.len() > 2 * self.capacity.max(1) {
+            let mut seen = HashSet::with_capacity(slots.len());
+            order.retain(|id| slots.contains_key(id) && seen.insert(id.clone()));
         }
     }
 }
@@ -333,7 +353,7 @@ impl Core {
                     contact_id: Some(id.clone()),
                     anonymous_id: None,
                     name: Cow::Borrowed("contact_created"),
-                    payload: Cow::Owned(json!({})),
+                    payload: Arc::new(json!({})),
                     occurred_at: input.occurred_at.min(now),
                     received_at: now,
                     message_id: format!("cairn:contact_created:{id}"),
@@ -352,9 +372,9 @@ impl Core {
                             .and_then(|id| states.get(id))
                             .is_some_and(|s| s.contact.erased)
                         {
-                            Cow::Owned(json!({}))
+                            Arc::new(json!({}))
                         } else {
-                            Cow::Borrowed(payload)
+                            payload.clone()
                         },
                         occurred_at: input.occurred_at,
                         received_at: now,
@@ -410,7 +430,7 @@ impl Core {
         ids: &[String],
         merged: &[String],
         now: Millis,
-    ) -> Result<(HashMap<String, ContactState>, HashSet<String>)> {
+    ) -> Result<(States, HashSet<String>)> {
         let mut states = match &self.cache {
             Some(cache) => {
                 cache.forget(merged);
@@ -434,7 +454,7 @@ impl Core {
         states.extend(
             fresh
                 .iter()
-                .map(|id| (id.clone(), ContactState::created(id, now))),
+                .map(|id| (id.clone(), Box::new(ContactState::created(id, now)))),
         );
         states.extend(tx.load_states(&stored, &created).await?);
         Ok((states, created))
@@ -604,18 +624,13 @@ struct Work<'c> {
     core: &'c Core,
     active: Arc<LoadedPlan>,
     now: Millis,
-    contacts: HashMap<String, ContactState>,
+    contacts: States,
     report: IngestReport,
     writes: WriteSet,
 }
 
 impl<'c> Work<'c> {
-    fn new(
-        core: &'c Core,
-        active: Arc<LoadedPlan>,
-        now: Millis,
-        contacts: HashMap<String, ContactState>,
-    ) -> Self {
+    fn new(core: &'c Core, active: Arc<LoadedPlan>, now: Millis, contacts: States) -> Self {
         Work {
             core,
             active,
@@ -800,7 +815,7 @@ impl<'c> Work<'c> {
         let record = EventRecord {
             id: 0,
             name: "$identify".into(),
-            payload: json!({}),
+            payload: Arc::new(json!({})),
             occurred_at: at,
         };
         self.announce(contact_id, Announced::Loose(&record)).await
@@ -820,7 +835,7 @@ impl<'c> Work<'c> {
         let record = EventRecord {
             id,
             name: row.name.to_string(),
-            payload: row.payload.as_ref().clone(),
+            payload: row.payload.clone(),
             occurred_at: row.occurred_at,
         };
         state.history.insert(at, record);

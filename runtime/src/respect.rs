@@ -254,7 +254,7 @@ async fn feed(
         occurred_at: now,
         kind: InputKind::Track {
             event: event.to_string(),
-            payload,
+            payload: Arc::new(payload),
         },
     };
     core.ingest(&[vec![input]], now).await.map(|_| ())

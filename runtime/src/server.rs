@@ -455,7 +455,7 @@ pub fn serve_blocking(
 }
 
 /// How often the checkpointer copies the SQLite write-ahead log into the database.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
 /// On SQLite, checkpoints the write-ahead log from a reader connection every
 /// [`CHECKPOINT_EVERY`], until `stop`, so the single writer does not stop to do it

@@ -9,6 +9,7 @@ use cairn_plan::Plan;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 /// A map keyed by ids (contacts, runs, wakeup keys) with [`IdHasher`].
 pub type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
@@ -297,11 +298,11 @@ impl<'p> World<'p> {
     }
 
     /// An event arrives for `contact` now.
-    pub fn ingest(&mut self, contact_id: &str, name: &str, payload: Json) {
+    pub fn ingest(&mut self, contact_id: &str, name: &str, payload: impl Into<Arc<Json>>) {
         let event = EventRecord {
             id: self.next_event_id,
             name: name.to_string(),
-            payload,
+            payload: payload.into(),
             occurred_at: self.now,
         };
         self.next_event_id += 1;
@@ -333,11 +334,17 @@ impl<'p> World<'p> {
 
     /// Adds an event to the contact's history at `at` without handing it to the
     /// engine: history merged in from an anonymous visitor.
-    pub fn record(&mut self, contact_id: &str, name: &str, payload: Json, at: Millis) {
+    pub fn record(
+        &mut self,
+        contact_id: &str,
+        name: &str,
+        payload: impl Into<Arc<Json>>,
+        at: Millis,
+    ) {
         let event = EventRecord {
             id: self.next_event_id,
             name: name.to_string(),
-            payload,
+            payload: payload.into(),
             occurred_at: at,
         };
         self.next_event_id += 1;

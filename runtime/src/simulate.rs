@@ -209,7 +209,7 @@ pub struct Replay<'p> {
     /// Anonymous id → the contact it was merged into.
     aliases: HashMap<String, String>,
     /// Events of anonymous visitors not merged yet.
-    anonymous_events: HashMap<String, Vec<(String, Json, Millis)>>,
+    anonymous_events: HashMap<String, Vec<(String, Arc<Json>, Millis)>>,
     messages: u64,
     outside: u64,
     anonymous: u64,

@@ -190,7 +190,7 @@ async fn status(
             occurred_at: now,
             kind: InputKind::Track {
                 event: event.to_string(),
-                payload: Json::Object(payload),
+                payload: Arc::new(Json::Object(payload)),
             },
         };
         if let Err(e) = state.core.ingest(&[vec![input]], now).await {

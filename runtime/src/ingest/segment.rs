@@ -10,6 +10,7 @@ use cairn_plan::schema::Event;
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// The kinds of call, as `type` names them in a batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,7 +57,7 @@ pub enum InputKind {
         consents: Vec<(String, bool)>,
     },
     /// An event of the plan, by its plan name, with its payload in stored form.
-    Track { event: String, payload: Json },
+    Track { event: String, payload: Arc<Json> },
     /// `previousId` (an anonymous id, usually) is the contact `user_id`.
     Alias { previous_id: String },
     /// A call Cairn accepts but keeps nothing of (`group`, `screen`).
@@ -289,7 +290,7 @@ impl IngestSchema {
                             self.check_builtin(&event.name, &payload, errors_ref);
                             InputKind::Track {
                                 event: event.name.clone(),
-                                payload: Json::Object(payload),
+                                payload: Arc::new(Json::Object(payload)),
                             }
                         }
                         None => {
@@ -320,12 +321,12 @@ impl IngestSchema {
                         );
                         InputKind::Track {
                             event: "page_viewed".into(),
-                            payload: Json::Object(payload),
+                            payload: Arc::new(Json::Object(payload)),
                         }
                     }
                     None => InputKind::Track {
                         event: "page_viewed".into(),
-                        payload: Json::Object(payload),
+                        payload: Arc::new(Json::Object(payload)),
                     },
                 }
             }
@@ -635,7 +636,7 @@ mod tests {
             input.kind,
             InputKind::Track {
                 event: "order_completed".into(),
-                payload: json!({"order_id": "42", "total": "80 USD", "currency": "USD"}),
+                payload: Arc::new(json!({"order_id": "42", "total": "80 USD", "currency": "USD"})),
             }
         );
         let bad =

@@ -38,7 +38,7 @@ impl Core {
             let erased = tx.load_state_locked(contact_id, false).await?;
             cache.put(
                 generation,
-                HashMap::from([(contact_id.to_string(), erased)]),
+                HashMap::from([(contact_id.to_string(), Box::new(erased))]),
             );
         }
         if let Err(e) = tx.commit().await {

@@ -5,6 +5,7 @@ use crate::model::{EventRecord, Millis, Outcome, Run};
 use serde::Serialize;
 use serde_json::Value as Json;
 use sqlx::Row;
+use std::sync::Arc;
 
 /// Runs of one journey at one step, in one state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -185,7 +186,7 @@ impl Store {
                     event: EventRecord {
                         id: row.try_get("id")?,
                         name: row.try_get("name")?,
-                        payload: payload.0,
+                        payload: Arc::new(payload.0),
                         occurred_at: row.try_get("occurred_at")?,
                     },
                     message_id: row.try_get("message_id")?,

@@ -1,12 +1,14 @@
 //! Contacts, their identities, events, consents, tags, scores and segments: what the
 //! engine reads about a contact, loaded inside the transaction that moves it.
 
+use super::effects::States;
 use super::{Result, StoreError, Tx, json, on_tx};
 use crate::model::{Contact, EndReason, EventRecord, Millis, Run, RunState, SentMessage};
 use serde_json::{Map, Value as Json};
 use sqlx::Row;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 /// Everything the engine reads about one contact, kept in step with the writes of the
 /// transaction so a batch can feed several events of one contact in a row.
@@ -166,7 +168,7 @@ impl Tx {
                     Ok(EventRecord {
                         id: row.try_get("id")?,
                         name: row.try_get("name")?,
-                        payload: payload.0,
+                        payload: Arc::new(payload.0),
                         occurred_at: row.try_get("occurred_at")?,
                     })
                 })
@@ -363,13 +365,14 @@ impl Tx {
 
 /// An event to store in a bulk insert. Every row has a `message_id` (generated when
 /// the client sent none), by which the inserted ids are matched back. Name and payload
-/// borrow from the request they came in when they can: a busy ingest copies nothing.
+/// come from the request (the name borrowed, the payload shared): a busy ingest copies
+/// nothing.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EventRow<'a> {
     pub contact_id: Option<String>,
     pub anonymous_id: Option<String>,
     pub name: Cow<'a, str>,
-    pub payload: Cow<'a, Json>,
+    pub payload: Arc<Json>,
     pub occurred_at: Millis,
     pub received_at: Millis,
     pub message_id: String,
@@ -482,8 +485,8 @@ impl Tx {
         &mut self,
         ids: &[String],
         created: &HashSet<String>,
-    ) -> Result<HashMap<String, ContactState>> {
-        let mut states: HashMap<String, ContactState> = HashMap::with_capacity(ids.len());
+    ) -> Result<States> {
+        let mut states: States = HashMap::with_capacity(ids.len());
         if ids.is_empty() {
             return Ok(states);
         }
@@ -513,7 +516,7 @@ impl Tx {
                     ..Contact::default()
                 };
                 let created = created.contains(&id);
-                states.insert(id, ContactState { contact, history: Vec::new(), runs: Vec::new(), created });
+                states.insert(id, Box::new(ContactState { contact, history: Vec::new(), runs: Vec::new(), created }));
             }
             for row in fetch(&mut *c, sqls[1]).await? {
                 if let Some(s) = states.get_mut(&row.try_get::<String, _>("contact_id")?) {
@@ -541,7 +544,7 @@ impl Tx {
                     s.history.push(EventRecord {
                         id: row.try_get("id")?,
                         name: row.try_get("name")?,
-                        payload: payload.0,
+                        payload: Arc::new(payload.0),
                         occurred_at: row.try_get("occurred_at")?,
                     });
                 }

@@ -730,5 +730,6 @@ pub fn entries(runs: &[Run]) -> BTreeMap<String, Entries> {
     entries
 }
 
-/// Contacts by id, as a transaction loaded them.
-pub type States = HashMap<String, ContactState>;
+/// Contacts by id, as a transaction loaded them. Boxed: a state moves between the
+/// daemon's cache and a transaction by pointer, not by copying the whole struct.
+pub type States = HashMap<String, Box<ContactState>>;

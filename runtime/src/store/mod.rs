@@ -47,9 +47,11 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 const SQLITE_READERS: u32 = 4;
 /// WAL pages (4 KiB each) after which a committing connection copies the WAL back into
 /// the database file itself. The daemon's checkpointer ([`Store::checkpoint`]) does it
-/// long before, from a connection of its own, so the single writer rarely pays for it;
-/// this bound holds when nothing else checkpoints (other commands, a stalled task).
-const SQLITE_AUTOCHECKPOINT_PAGES: &str = "8000";
+/// long before, from a connection of its own, so the single writer rarely pays for it
+/// (at 8,000 pages a busy ingest still reached the bound between two checkpoints and
+/// the writer spent a tenth of its time checkpointing); this bound holds when nothing
+/// else checkpoints (other commands, a stalled task).
+const SQLITE_AUTOCHECKPOINT_PAGES: &str = "32000";
 
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

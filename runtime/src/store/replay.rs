@@ -94,9 +94,7 @@ mod tests {
                 contact_id: Some("ana".into()),
                 anonymous_id: None,
                 name: "page_viewed".into(),
-                payload: std::borrow::Cow::Owned(
-                    json!({ "url": format!("https://shop.example/{n}") }),
-                ),
+                payload: std::sync::Arc::new(json!({ "url": format!("https://shop.example/{n}") })),
                 occurred_at: at,
                 received_at: 10_000,
                 message_id: format!("m-{n}"),

@@ -278,7 +278,7 @@ async fn events_dedupe_by_message_id_and_aliases_merge_history() {
         assert!(!state.created);
         assert_eq!(state.history.len(), 1);
         assert_eq!(state.history[0].name, "page_viewed");
-        assert_eq!(state.history[0].payload, payload);
+        assert_eq!(*state.history[0].payload, payload);
         assert_eq!(state.contact.consents.get("email_marketing"), Some(&true));
         tx.commit().await.expect("commit");
     })
@@ -648,7 +648,7 @@ async fn bulk_statements_create_load_insert_and_release() {
             contact_id: Some(contact.into()),
             anonymous_id: None,
             name: "signup".into(),
-            payload: std::borrow::Cow::Owned(
+            payload: std::sync::Arc::new(
                 json!({"form": message, "n": 1.5, "nested": {"ok": true}}),
             ),
             occurred_at: 20,
@@ -672,7 +672,7 @@ async fn bulk_statements_create_load_insert_and_release() {
         assert!(a.created);
         assert_eq!(a.history.len(), 1);
         assert_eq!(
-            a.history[0].payload,
+            *a.history[0].payload,
             json!({"form": "m1", "n": 1.5, "nested": {"ok": true}})
         );
         let effects = Effects {
