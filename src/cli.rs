@@ -46,14 +46,100 @@ pub enum Command {
     /// Compare the project with a git revision: journeys, steps, templates, schema, and
     /// with `--server` the contacts in flight it affects
     Diff(DiffArgs),
-    /// Export or erase everything a daemon holds about a contact
+    /// Import contacts with their consents, or export or erase everything a daemon holds about one
     #[command(subcommand)]
     Contacts(ContactsCommand),
     /// Show each journey's funnel on a daemon: entered, sent, delivered, opened,
     /// clicked, converted, step by step, as a chart
     Stats(StatsArgs),
+    /// Pause a journey on a daemon: an emergency stop that holds its runs where they are
+    Pause(JourneyArgs),
+    /// Resume a paused journey: its runs continue where they were
+    Resume(JourneyArgs),
+    /// Show what happened to a contact on a daemon, run by run, and why it is not in
+    /// the other journeys
+    Trace(TraceArgs),
+    /// Render a template with sample data as the daemon would send it, or send it to
+    /// an address as a test through a running daemon
+    Preview(PreviewArgs),
     /// Measure a daemon's ingestion throughput over loopback
     Bench(BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PreviewArgs {
+    /// The template
+    pub template: String,
+    /// The project directory or `.cairn` file [default: .]
+    pub project: Option<PathBuf>,
+    /// The contact: a JSON object of traits (and optionally its `id`) [default:
+    /// generated from the contact schema]
+    #[arg(long, value_name = "FILE.json", conflicts_with = "traits")]
+    pub contact: Option<PathBuf>,
+    /// A trait of the contact, `NAME=VALUE` (repeatable), instead of `--contact`
+    #[arg(long = "trait", value_name = "NAME=VALUE")]
+    pub traits: Vec<String>,
+    /// The payload of an event the template reads, `BINDING=FILE.json` (repeatable;
+    /// the binding is the `as` name in the journey, such as `cart`) [default:
+    /// generated from the event's schema]
+    #[arg(long = "event", value_name = "BINDING=FILE.json")]
+    pub events: Vec<String>,
+    /// How to print the message: text for people, the HTML part alone (for a browser),
+    /// or JSON
+    #[arg(long, value_enum, default_value_t = PreviewFormat::Text)]
+    pub format: PreviewFormat,
+    /// Write the output to this file instead of standard output
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Send the template, rendered by the running daemon with its active plan, to this
+    /// address as a test message
+    #[arg(long, value_name = "ADDRESS")]
+    pub send_to: Option<String>,
+    /// The daemon, with `--send-to` [env: CAIRN_SERVER] [default: the project's
+    /// `[serve] listen`, else 127.0.0.1:8080]
+    #[arg(long, value_name = "URL", requires = "send_to")]
+    pub server: Option<String>,
+    /// The daemon's admin token, with `--send-to` [env: CAIRN_ADMIN_TOKEN]
+    #[arg(long, value_name = "TOKEN", requires = "send_to")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PreviewFormat {
+    /// Headers, the text part, the links and the HTML, for people
+    Text,
+    /// The full HTML part, to open in a browser
+    Html,
+    /// One JSON document: the rendered parts, the links, the sample's origin
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct TraceArgs {
+    /// The contact's id (Segment's `userId`)
+    pub contact: String,
+    /// Only this journey's runs and reasons
+    #[arg(long, value_name = "JOURNEY")]
+    pub journey: Option<String>,
+    /// Only what happened from this time on (ISO 8601 date or instant)
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// How to print the trace
+    #[arg(long, value_enum, default_value_t = TraceFormat::Human)]
+    pub format: TraceFormat,
+    /// Also draw the timeline as an SVG picture in this file
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TraceFormat {
+    /// A timeline per run and the reasons, for people
+    Human,
+    /// The admin API's JSON
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +266,35 @@ pub enum ContactsCommand {
     Export(ContactArgs),
     /// Erase a contact's personal data; the anonymous counts of `cairn stats` stay
     Erase(EraseArgs),
+    /// Import contacts with their traits and consents from a JSON lines or CSV file;
+    /// every row is checked first, and nothing is imported when any row is bad
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file: one contact per line (JSON lines) or per row (CSV with a header)
+    pub file: PathBuf,
+    /// The file's format [default: `csv` for a `.csv` file, else `jsonl`]
+    #[arg(long, value_enum)]
+    pub format: Option<ImportFormat>,
+    /// Only check the file against the deployed plan and count what would change
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Import the good rows of a file that has bad ones (each bad row is reported)
+    #[arg(long)]
+    pub skip_invalid: bool,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ImportFormat {
+    /// One JSON object per line: `{"id", "traits", "consents"}`
+    Jsonl,
+    /// A header row: `id`, trait names, `consent:NAME`, `consent:NAME:at`,
+    /// `consent:NAME:source`
+    Csv,
 }
 
 /// Where the admin commands reach the running daemon.
@@ -213,6 +328,14 @@ pub struct EraseArgs {
     /// Erase without asking (needed when standard input is not a terminal)
     #[arg(long)]
     pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JourneyArgs {
+    /// The journey's name
+    pub journey: String,
+    #[command(flatten)]
+    pub daemon: DaemonArgs,
 }
 
 #[derive(Debug, Args)]

@@ -32,6 +32,17 @@ pub struct Manifest {
     /// grants such a consent only through the confirmation link.
     #[serde(default)]
     pub double_opt_in: BTreeMap<String, String>,
+    /// `[retention]`: how long the daemon keeps what it stores.
+    #[serde(default)]
+    pub retention: RetentionSection,
+}
+
+/// `[retention]`: `events = "400d"` deletes stored events once they are that old;
+/// without it they are kept forever.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    pub events: Option<String>,
 }
 
 /// `[email]`: the SMTP server. The password comes from `CAIRN_SMTP_PASSWORD` or the

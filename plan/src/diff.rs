@@ -858,7 +858,8 @@ pub fn can_hold_a_run(kind: &StepKind) -> bool {
     )
 }
 
-fn trigger_text(t: &Trigger) -> String {
+/// A trigger in one line, as it reads in the source: `when cart_updated as cart`.
+pub fn trigger_text(t: &Trigger) -> String {
     match t {
         Trigger::Event {
             event,

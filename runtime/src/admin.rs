@@ -5,7 +5,14 @@
 //! `cairn status` use.
 
 mod events;
+mod import;
+mod pause;
+mod preview;
 mod rights;
+mod trace;
+
+pub use import::ImportReport;
+pub use preview::{TEST_CONTACT, test_send_router};
 
 use crate::ingest::{error, secret_hash};
 use crate::process::Core;
@@ -32,6 +39,9 @@ pub struct Status {
     pub journeys: Vec<JourneyStatus>,
     pub totals: TotalsView,
     pub outbox: OutboxView,
+    /// Journeys paused by `cairn pause`, with the runs each holds.
+    #[serde(default)]
+    pub paused: Vec<crate::store::pause::PausedJourney>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,8 +97,12 @@ pub fn router(core: Arc<Core>, admin_token_sha256: String) -> Router {
         .route("/admin/plan", get(active_plan))
         .route("/admin/contacts/{id}", get(contact))
         .route("/admin/contacts/{id}/export", get(rights::export))
+        .route("/admin/contacts/{id}/trace", get(trace::trace))
         .route("/admin/contacts/{id}/erase", post(rights::erase))
+        .route("/admin/contacts/import", post(import::import))
         .route("/admin/stats", get(rights::stats))
+        .route("/admin/journeys/{name}/pause", post(pause::pause))
+        .route("/admin/journeys/{name}/resume", post(pause::resume))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -182,7 +196,10 @@ async fn deploy(
     }
     let core = &state.core;
     let result = if query.rollback.is_some() {
-        core.store.rollback().await
+        match crate::retention::check_rollback(core).await {
+            Ok(()) => core.store.rollback().await,
+            Err(e) => Err(e),
+        }
     } else {
         match check_plan(&body) {
             Ok(plan) => deploy_plan(core, &body, &plan, query.strand.is_some()).await,
@@ -216,6 +233,8 @@ pub async fn deploy_plan(
     plan: &Plan,
     strand: bool,
 ) -> Result<Deployed, StoreError> {
+    // The retention purge must not delete what this plan reads.
+    crate::retention::check_plan(plan, core.retention).map_err(StoreError::Conflict)?;
     // The plans the runs in flight are on, to re-point runs at a changed `wait for`.
     // Stored versions never change, so reading them before the deploy's transaction is
     // safe.
@@ -257,6 +276,11 @@ pub async fn deploy_plan(
         .await?;
     if moved > 0 {
         core.timers_changed.notify_one();
+    }
+    // A pause outlives deploys while its journey does.
+    let journeys: Vec<&str> = plan.journeys.keys().map(String::as_str).collect();
+    for journey in core.store.unpause_journeys_except(&journeys).await? {
+        tracing::warn!(%journey, "the deployed plan has no journey `{journey}`: its pause ended");
     }
     Ok(deployed)
 }
@@ -304,6 +328,7 @@ pub async fn build_status(core: &Core) -> Result<Status, StoreError> {
     let ends: Vec<EndCount> = store.end_counts().await?;
     let totals: Totals = store.totals().await?;
     let outbox: OutboxCounts = store.outbox_counts().await?;
+    let paused = store.paused_journeys().await?;
     let active = core.active_plan();
     let mut journeys: BTreeMap<String, JourneyStatus> = BTreeMap::new();
     if let Some(active) = &active {
@@ -360,6 +385,7 @@ pub async fn build_status(core: &Core) -> Result<Status, StoreError> {
             sent: outbox.sent,
             failed: outbox.failed,
         },
+        paused,
     })
 }
 

@@ -163,9 +163,85 @@ impl AdminClient {
         self.send(self.http.get(url))
     }
 
+    /// A contact's runs line by line and why it is not in the other journeys
+    /// (`GET /admin/contacts/{id}/trace`), for one journey or all, from `since` on.
+    pub fn trace(
+        &self,
+        id: &str,
+        journey: Option<&str>,
+        since: Option<crate::model::Millis>,
+    ) -> Result<crate::trace::Trace, ClientError> {
+        let url = format!("{}/admin/contacts/{}/trace", self.base, path_segment(id));
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(journey) = journey {
+            query.push(("journey", journey.to_string()));
+        }
+        if let Some(since) = since {
+            query.push(("since", crate::time::timestamp(since).to_string()));
+        }
+        self.send(self.http.get(url).query(&query))
+    }
+
     /// Erases a contact (`POST /admin/contacts/{id}/erase`).
     pub fn erase_contact(&self, id: &str) -> Result<crate::store::rights::Erasure, ClientError> {
         let url = format!("{}/admin/contacts/{}/erase", self.base, path_segment(id));
+        self.send(self.http.post(url))
+    }
+
+    /// Imports one chunk of contacts (`POST /admin/contacts/import`); `rows` are the
+    /// file's rows as JSON, each with its `line`. A chunk refused for bad rows answers
+    /// with the report of what was wrong, as an `Ok` with `applied` false.
+    pub fn import_contacts(
+        &self,
+        rows: &[serde_json::Value],
+        dry_run: bool,
+        skip_invalid: bool,
+    ) -> Result<crate::admin::ImportReport, ClientError> {
+        let flags: Vec<(&str, &str)> = [("dry_run", dry_run), ("skip_invalid", skip_invalid)]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(flag, _)| (flag, ""))
+            .collect();
+        let request = self
+            .http
+            .post(format!("{}/admin/contacts/import", self.base))
+            .query(&flags)
+            .json(&serde_json::json!({ "rows": rows }));
+        match self.send(request) {
+            Err(ClientError::Refused {
+                status: 400,
+                message,
+            }) => serde_json::from_str(&message).map_err(|_| ClientError::Refused {
+                status: 400,
+                message,
+            }),
+            other => other,
+        }
+    }
+
+    /// Pauses a journey (`POST /admin/journeys/{name}/pause`).
+    pub fn pause_journey(
+        &self,
+        journey: &str,
+    ) -> Result<crate::process::pause::PauseReport, ClientError> {
+        let url = format!(
+            "{}/admin/journeys/{}/pause",
+            self.base,
+            path_segment(journey)
+        );
+        self.send(self.http.post(url))
+    }
+
+    /// Resumes a paused journey (`POST /admin/journeys/{name}/resume`).
+    pub fn resume_journey(
+        &self,
+        journey: &str,
+    ) -> Result<crate::process::pause::ResumeReport, ClientError> {
+        let url = format!(
+            "{}/admin/journeys/{}/resume",
+            self.base,
+            path_segment(journey)
+        );
         self.send(self.http.post(url))
     }
 
@@ -176,6 +252,21 @@ impl AdminClient {
             request = request.query(&[("journey", journey)]);
         }
         self.send(request)
+    }
+
+    /// Sends template `name` of the active plan, rendered for `request`'s sample data,
+    /// to `request.to` as a test (`POST /admin/templates/{name}/test-send`).
+    pub fn test_send(
+        &self,
+        name: &str,
+        request: &crate::preview::TestSend,
+    ) -> Result<crate::preview::TestSent, ClientError> {
+        let url = format!(
+            "{}/admin/templates/{}/test-send",
+            self.base,
+            path_segment(name)
+        );
+        self.send(self.http.post(url).json(request))
     }
 
     fn send<T: serde::de::DeserializeOwned>(

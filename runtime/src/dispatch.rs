@@ -138,6 +138,8 @@ impl Dispatcher {
             .store
             .claim_messages(owner, now, lease_until, self.config.batch)
             .await?;
+        // Messages of a paused journey are skipped (reason `paused`).
+        let claimed = crate::process::pause::hold_back_paused(&self.core, claimed).await;
         // Unsubscribes, bounces and complaints that came after the step queued a
         // message still hold it back (recorded as suppressed, never silently dropped).
         let claimed = crate::respect::hold_back_suppressed(&self.core, claimed).await;
@@ -394,6 +396,23 @@ impl Deliverer {
     }
 }
 
+/// Sends test messages (`cairn preview --send-to`) through the channels the outbox
+/// uses, outside the outbox: nothing is queued, retried or counted.
+#[derive(Clone)]
+pub struct TestSender(Deliverer);
+
+impl TestSender {
+    /// Sets up the channels as [`Dispatcher::new`] does.
+    pub fn new(config: &DispatchConfig) -> Result<TestSender, String> {
+        Deliverer::new(config).map(TestSender)
+    }
+
+    /// One attempt at `message`.
+    pub async fn send(&self, message: &ClaimedMessage) -> Delivery {
+        self.0.deliver(message).await
+    }
+}
+
 /// `sha256=<hex>` of HMAC-SHA256 over `"{timestamp}.{body}"`: a receiver recomputes it
 /// with the shared secret and checks the timestamp is recent.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -470,6 +489,9 @@ fn email(message: &ClaimedMessage, from: &str) -> String {
     out.push_str(&format!("Date: {date}\r\n"));
     out.push_str(&format!("Message-ID: <{}@cairn>\r\n", file_name(&key)));
     out.push_str(&format!("X-Cairn-Idempotency-Key: {key}\r\n"));
+    for (name, value) in extra_headers(message) {
+        out.push_str(&format!("{name}: {}\r\n", header_text(value)));
+    }
     if let Some(url) = part("unsubscribe_url") {
         // RFC 8058 one-click unsubscribe.
         out.push_str(&format!("List-Unsubscribe: <{url}>\r\n"));
@@ -503,6 +525,21 @@ fn email(message: &ClaimedMessage, from: &str) -> String {
         }
     }
     out
+}
+
+/// Headers a message asks for besides the usual ones (a test send's `X-Cairn-Test`):
+/// its payload's `headers` object, names of letters, digits and `-` only.
+pub(crate) fn extra_headers(message: &ClaimedMessage) -> Vec<(&str, &str)> {
+    let Some(Json::Object(headers)) = message.payload.get("headers") else {
+        return Vec::new();
+    };
+    headers
+        .iter()
+        .filter(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        .filter_map(|(name, value)| Some((name.as_str(), value.as_str()?)))
+        .collect()
 }
 
 /// A header value: one line, non-ASCII as an RFC 2047 encoded word.

@@ -16,6 +16,11 @@ use std::collections::BTreeMap;
 /// journey (loops are bounded by `retry`), it keeps a bad plan from spinning.
 const MAX_STEPS_PER_DECISION: usize = 10_000;
 
+/// The outcome of a trigger that matched without the contact entering: its `reason`
+/// is `audience`, `reentry`, `paused` or `followed` (an abandonment cancelled by its
+/// `unless`).
+pub const NOT_ENTERED: &str = "not_entered";
+
 /// Links the engine puts into messages, signed (see [`crate::links`]).
 #[derive(Clone)]
 pub struct Links {
@@ -35,8 +40,8 @@ impl std::fmt::Debug for Links {
 }
 
 impl Default for Links {
-    /// What `cairn test` and `cairn simulate` render: a fixed key, since nothing
-    /// there is ever followed.
+    /// What `cairn test`, `cairn simulate` and `cairn preview` render: a fixed key,
+    /// since nothing there is ever followed.
     fn default() -> Self {
         Self {
             base_url: "http://127.0.0.1:8080".to_string(),
@@ -51,6 +56,8 @@ pub struct Engine<'p> {
     /// Whether this is the active version: only it starts new runs.
     active: bool,
     links: Links,
+    /// Journeys paused by `cairn pause`: no entries, runs held (see [`Engine::holding`]).
+    paused: Option<&'p std::collections::HashSet<String>>,
 }
 
 impl<'p> Engine<'p> {
@@ -60,7 +67,20 @@ impl<'p> Engine<'p> {
             version,
             active,
             links,
+            paused: None,
         }
+    }
+
+    /// This engine with `paused` journeys held: a trigger of one records a
+    /// `not_entered` outcome (reason `paused`) instead of starting a run, and an event
+    /// its runs wait for does not move them (its goal and exits still end them).
+    pub fn holding(mut self, paused: &'p std::collections::HashSet<String>) -> Self {
+        self.paused = Some(paused);
+        self
+    }
+
+    fn is_paused(&self, journey: &str) -> bool {
+        self.paused.is_some_and(|p| p.contains(journey))
     }
 
     /// A new event for `contact` (already appended to `history`): advances the runs
@@ -514,7 +534,7 @@ impl<'e, 'p> Decision<'e, 'p> {
                     return;
                 };
                 let until = time::add(first.occurred_at, unless.within);
-                let followed = self.history.iter().any(|e| {
+                let followed = self.history.iter().find(|e| {
                     e.name == unless.event
                         && e.occurred_at >= first.occurred_at
                         && e.occurred_at < until
@@ -529,9 +549,15 @@ impl<'e, 'p> Decision<'e, 'p> {
                             scope.truthy(f)
                         })
                 });
-                if !followed {
-                    let bindings = binding_map(binding.as_deref(), event, &first.payload);
-                    self.enter(journey, j, bindings);
+                match followed {
+                    None => {
+                        let bindings = binding_map(binding.as_deref(), event, &first.payload);
+                        self.enter(journey, j, bindings);
+                    }
+                    Some(e) => {
+                        let detail = json!({ "reason": "followed", "event": e.name, "at": e.occurred_at, "trigger_at": first.occurred_at });
+                        self.not_entered(journey, detail);
+                    }
                 }
             }
             WakeupReason::Inactivity { journey, since } => {
@@ -588,8 +614,22 @@ impl<'e, 'p> Decision<'e, 'p> {
         }
     }
 
-    /// Starts a run unless the audience or the re-entry policy refuses (no outcome is
-    /// recorded for a contact outside the audience; SEMANTICS "Audience").
+    /// A trigger of `journey` matched but the contact did not enter: a `not_entered`
+    /// outcome, so a trace can say why (rare next to events; never per ignored event).
+    fn not_entered(&mut self, journey: &str, detail: Json) {
+        self.effects.outcomes.push(Outcome {
+            at: self.now,
+            contact_id: self.contact.id.clone(),
+            journey: Some(journey.to_string()),
+            run_id: None,
+            step: None,
+            kind: NOT_ENTERED.to_string(),
+            detail,
+        });
+    }
+
+    /// Starts a run unless the audience or the re-entry policy refuses, which records
+    /// a `not_entered` outcome (SEMANTICS "Audience", "Re-entry").
     fn enter(&mut self, name: &str, journey: &Journey, bindings: BTreeMap<String, Json>) {
         if self.contact.erased {
             return;
@@ -606,17 +646,28 @@ impl<'e, 'p> Decision<'e, 'p> {
                 });
             }
             if !scope.truthy(audience) {
+                self.not_entered(name, json!({ "reason": "audience" }));
                 return;
             }
         }
         let previous = self.contact.entries.get(name).copied().unwrap_or_default();
-        let admitted = match &journey.reentry {
-            _ if previous.count == 0 => true,
-            Reentry::Once => false,
-            Reentry::Always => true,
-            Reentry::After { cooldown } => self.now >= time::add(previous.last, *cooldown),
+        let refused = match &journey.reentry {
+            _ if previous.count == 0 => None,
+            Reentry::Once => Some(json!({ "policy": "once" })),
+            Reentry::Always => None,
+            Reentry::After { cooldown } => {
+                let until = time::add(previous.last, *cooldown);
+                (self.now < until).then(|| json!({ "policy": "after", "until": until }))
+            }
         };
-        if !admitted {
+        if let Some(mut detail) = refused {
+            detail["reason"] = json!("reentry");
+            detail["last_entry"] = json!(previous.last);
+            self.not_entered(name, detail);
+            return;
+        }
+        if self.engine.is_paused(name) {
+            self.not_entered(name, json!({ "reason": "paused" }));
             return;
         }
         let count = previous.count + 1;
@@ -689,6 +740,11 @@ impl<'e, 'p> Decision<'e, 'p> {
                 self.finish(run, EndReason::ExitCondition);
                 return;
             }
+        }
+        // A held run of a paused journey ends on its goal or an exit, and moves on
+        // nothing else until the journey resumes.
+        if self.engine.is_paused(&run.journey) {
+            return;
         }
         let RunState::WaitingForEvent { event: waited, .. } = &run.state else {
             return;
@@ -1217,26 +1273,7 @@ impl<'e, 'p> Decision<'e, 'p> {
 
     /// The contact's address on `channel`: the first set field of the channel's type.
     fn address(&self, channel: Channel) -> Option<String> {
-        let wanted = match channel {
-            Channel::Email => "email",
-            Channel::Sms => "phone",
-            Channel::Push => "push_token",
-        };
-        self.plan.schema.contact.iter().find_map(|f| {
-            let matches = match &f.ty {
-                Type::Scalar { name } if channel != Channel::Push => name == wanted,
-                _ => channel == Channel::Push && f.name == wanted,
-            };
-            if !matches {
-                return None;
-            }
-            self.contact
-                .traits
-                .get(&f.name)
-                .and_then(Json::as_str)
-                .map(str::to_string)
-                .filter(|s| !s.is_empty())
-        })
+        contact_address(self.plan, &self.contact, channel)
     }
 
     fn send(
@@ -1359,24 +1396,7 @@ impl<'e, 'p> Decision<'e, 'p> {
 
     /// The variables every template sees: the contact.
     fn template_context(&self) -> serde_json::Map<String, Json> {
-        let mut context = serde_json::Map::new();
-        let mut contact = serde_json::Map::new();
-        contact.insert("id".into(), json!(self.contact.id));
-        for (k, v) in &self.contact.traits {
-            contact.insert(k.clone(), v.clone());
-        }
-        context.insert("contact".into(), Json::Object(contact));
-        context
-    }
-
-    /// The first consent declared for `channel`, which `confirm_url` activates.
-    fn first_consent(&self, channel: Channel) -> Option<&'p str> {
-        self.plan
-            .schema
-            .consents
-            .values()
-            .find(|c| c.channel == channel)
-            .map(|c| c.name.as_str())
+        contact_variables(&self.contact)
     }
 
     fn render(
@@ -1386,61 +1406,148 @@ impl<'e, 'p> Decision<'e, 'p> {
         step: &str,
         tpl: &cairn_plan::Template,
     ) -> Result<Json, String> {
-        let mut context = self.template_context();
-        for (b, p) in &run.bindings {
-            context.insert(b.clone(), p.clone());
-        }
         // The message's idempotency key names it in its links: the outbox row does not
         // exist yet, and the key is what the row is unique on.
         let visit = run.visits.get(step).copied().unwrap_or(1);
         let message = format!("{}/{step}/{visit}", run.id);
-        let links = &self.engine.links;
-        // Each link is signed (an HMAC over its JSON payload): only the links a part
-        // may print are made.
-        if reads(tpl, "unsubscribe_url") {
-            context.insert(
-                "unsubscribe_url".into(),
-                json!(crate::links::unsubscribe_url(
-                    &links.base_url,
-                    &links.secret,
-                    &self.contact.id,
-                    &message
-                )),
-            );
-        }
-        if reads(tpl, "preferences_url") {
-            context.insert(
-                "preferences_url".into(),
-                json!(crate::links::preferences_url(
-                    &links.base_url,
-                    &links.secret,
-                    &self.contact.id
-                )),
-            );
-        }
-        if reads(tpl, "confirm_url")
-            && let Some(consent) = self.first_consent(tpl.channel)
-        {
-            context.insert(
-                "confirm_url".into(),
-                json!(crate::links::confirm_url(
-                    &links.base_url,
-                    &links.secret,
-                    &self.contact.id,
-                    consent,
-                    None
-                )),
-            );
-        }
-        context.insert("journey".into(), json!(journey.name));
-        context.insert("step".into(), json!(step));
-        context.insert("now".into(), json!(time::timestamp(self.now).to_string()));
-        let mut parts = render_parts(tpl, context)?;
-        if tpl.channel == Channel::Email && !tpl.transactional {
-            track_links(&mut parts, links, &self.contact.id, &message);
-        }
-        Ok(Json::Object(parts))
+        let at = MessageContext {
+            contact: &self.contact,
+            bindings: &run.bindings,
+            journey: &journey.name,
+            step,
+            message: &message,
+            now: self.now,
+        };
+        let variables = message_variables(self.plan, &self.engine.links, tpl, &at);
+        render_message(&self.engine.links, tpl, &at, variables)
+            .map(Json::Object)
+            .map_err(|e| e.to_string())
     }
+}
+
+/// Where one message of a template sits: whom it is for, the run's bindings, its step,
+/// and its idempotency key, which its signed links name.
+pub struct MessageContext<'a> {
+    pub contact: &'a Contact,
+    pub bindings: &'a BTreeMap<String, Json>,
+    pub journey: &'a str,
+    pub step: &'a str,
+    pub message: &'a str,
+    pub now: Millis,
+}
+
+/// The contact's address on `channel`: its first `email` (or `phone`) field that is
+/// set; for push, its `push_token`.
+pub(crate) fn contact_address(plan: &Plan, contact: &Contact, channel: Channel) -> Option<String> {
+    let wanted = match channel {
+        Channel::Email => "email",
+        Channel::Sms => "phone",
+        Channel::Push => "push_token",
+    };
+    plan.schema.contact.iter().find_map(|f| {
+        let matches = match &f.ty {
+            Type::Scalar { name } if channel != Channel::Push => name == wanted,
+            _ => channel == Channel::Push && f.name == wanted,
+        };
+        if !matches {
+            return None;
+        }
+        contact
+            .traits
+            .get(&f.name)
+            .and_then(Json::as_str)
+            .map(str::to_string)
+            .filter(|s| !s.is_empty())
+    })
+}
+
+/// `contact`: the contact's id and traits, as every template sees them.
+fn contact_variables(contact: &Contact) -> serde_json::Map<String, Json> {
+    let mut context = serde_json::Map::new();
+    let mut fields = serde_json::Map::new();
+    fields.insert("id".into(), json!(contact.id));
+    for (k, v) in &contact.traits {
+        fields.insert(k.clone(), v.clone());
+    }
+    context.insert("contact".into(), Json::Object(fields));
+    context
+}
+
+/// The variables a message of `tpl` is rendered with: the contact, the run's bindings,
+/// the signed links its parts print, the journey, the step and the time.
+pub fn message_variables(
+    plan: &Plan,
+    links: &Links,
+    tpl: &cairn_plan::Template,
+    at: &MessageContext<'_>,
+) -> serde_json::Map<String, Json> {
+    let mut context = contact_variables(at.contact);
+    for (b, p) in at.bindings {
+        context.insert(b.clone(), p.clone());
+    }
+    let contact = &at.contact.id;
+    // Each link is signed (an HMAC over its JSON payload): only the links a part may
+    // print are made.
+    if reads(tpl, "unsubscribe_url") {
+        context.insert(
+            "unsubscribe_url".into(),
+            json!(crate::links::unsubscribe_url(
+                &links.base_url,
+                &links.secret,
+                contact,
+                at.message
+            )),
+        );
+    }
+    if reads(tpl, "preferences_url") {
+        context.insert(
+            "preferences_url".into(),
+            json!(crate::links::preferences_url(
+                &links.base_url,
+                &links.secret,
+                contact
+            )),
+        );
+    }
+    // The first consent declared for the channel is the one `confirm_url` activates.
+    let consent = plan
+        .schema
+        .consents
+        .values()
+        .find(|c| c.channel == tpl.channel);
+    if reads(tpl, "confirm_url")
+        && let Some(consent) = consent
+    {
+        context.insert(
+            "confirm_url".into(),
+            json!(crate::links::confirm_url(
+                &links.base_url,
+                &links.secret,
+                contact,
+                &consent.name,
+                None
+            )),
+        );
+    }
+    context.insert("journey".into(), json!(at.journey));
+    context.insert("step".into(), json!(at.step));
+    context.insert("now".into(), json!(time::timestamp(at.now).to_string()));
+    context
+}
+
+/// A message of `tpl` as the daemon sends it: every part rendered with `variables`,
+/// then, in a marketing email, each web link tracked and the open pixel added.
+pub fn render_message(
+    links: &Links,
+    tpl: &cairn_plan::Template,
+    at: &MessageContext<'_>,
+    variables: serde_json::Map<String, Json>,
+) -> Result<serde_json::Map<String, Json>, PartError> {
+    let mut parts = render_parts(tpl, variables)?;
+    if tpl.channel == Channel::Email && !tpl.transactional {
+        track_links(&mut parts, links, &at.contact.id, at.message);
+    }
+    Ok(parts)
 }
 
 use cairn_plan::Expr;
@@ -1464,7 +1571,7 @@ fn binding_map(binding: Option<&str>, _event: &str, payload: &Json) -> BTreeMap<
 }
 
 /// Which event each binding of a journey holds.
-fn binding_events(journey: &Journey) -> BTreeMap<String, String> {
+pub(crate) fn binding_events(journey: &Journey) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Trigger::Event {
         event,
@@ -1530,7 +1637,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-fn valid_address(channel: Channel, address: &str) -> bool {
+pub(crate) fn valid_address(channel: Channel, address: &str) -> bool {
     match channel {
         Channel::Email => {
             let mut parts = address.splitn(2, '@');
@@ -1550,7 +1657,9 @@ fn valid_address(channel: Channel, address: &str) -> bool {
     }
 }
 
-fn template_env() -> minijinja::Environment<'static> {
+/// The environment every template part is rendered in: its filters, and undefined
+/// values printed as nothing.
+pub(crate) fn template_env() -> minijinja::Environment<'static> {
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Chainable);
     env.add_filter("money", |v: String| v);
@@ -1616,11 +1725,25 @@ fn engagement_channel(event: &str) -> Option<&'static str> {
     }
 }
 
+/// A part of a template that did not render, and why.
+#[derive(Debug)]
+pub struct PartError {
+    /// `subject`, `html`, `text`, ...
+    pub part: String,
+    pub error: minijinja::Error,
+}
+
+impl std::fmt::Display for PartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.part, self.error)
+    }
+}
+
 /// Renders every part of `tpl` with `context`.
 fn render_parts(
     tpl: &cairn_plan::Template,
     context: serde_json::Map<String, Json>,
-) -> Result<serde_json::Map<String, Json>, String> {
+) -> Result<serde_json::Map<String, Json>, PartError> {
     let ctx = minijinja::Value::from(minijinja::value::Serde(Json::Object(context)));
     let mut parts = serde_json::Map::new();
     for (name, part) in &tpl.parts {
@@ -1630,7 +1753,10 @@ fn render_parts(
                 .and_then(|t| t.render(&ctx)),
             None => template_env().render_str(&part.source, &ctx),
         };
-        let text = rendered.map_err(|e| format!("{name}: {e}"))?;
+        let text = rendered.map_err(|error| PartError {
+            part: name.clone(),
+            error,
+        })?;
         parts.insert(name.clone(), json!(text));
     }
     Ok(parts)

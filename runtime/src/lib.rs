@@ -25,7 +25,9 @@
 //! - [`server`]: the daemon's wiring: configuration, workers, shutdown.
 //! - [`client`]: the admin API from the command line (`cairn deploy`, `cairn status`).
 //! - [`stats`]: `cairn stats`, each journey's funnel and the contacts' activity.
+//! - [`trace`]: `cairn trace`, a contact's runs and why it is not in the other journeys.
 //! - [`bench`]: `cairn bench`, ingestion throughput over loopback.
+//! - [`preview`]: `cairn preview`, a template rendered for sample data, and test sends.
 
 pub mod admin;
 pub mod bench;
@@ -39,8 +41,10 @@ pub mod ingest;
 pub mod links;
 pub mod metrics;
 pub mod model;
+pub mod preview;
 pub mod process;
 pub mod respect;
+pub mod retention;
 pub mod server;
 pub mod sim;
 pub mod simulate;
@@ -48,4 +52,5 @@ pub mod stats;
 pub mod store;
 pub mod testkit;
 pub mod time;
+pub mod trace;
 pub mod value;

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub events_rejected: Counter,
     pub events_duplicate: Counter,
     pub requests_throttled: Counter,
+    /// Events deleted by the retention purge.
+    pub events_purged: Counter,
     /// Runs created or moved.
     pub run_transitions: Counter,
     /// Timers that did their work.
@@ -125,6 +127,11 @@ impl Metrics {
             "cairn_events_duplicate_total",
             "Events ignored because their messageId was seen before.",
             self.events_duplicate.get(),
+        );
+        counter(
+            "cairn_events_purged_total",
+            "Events deleted because they were older than the retention.",
+            self.events_purged.get(),
         );
         counter(
             "cairn_requests_throttled_total",

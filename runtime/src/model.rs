@@ -154,7 +154,7 @@ pub struct Outcome {
     pub run_id: Option<String>,
     pub step: Option<String>,
     /// `send`, `skip`, `defer`, `webhook`, `tag`, `score`, `attribute`, `consent`,
-    /// `enter`, `exit`, `goal`, `segment`, `split`.
+    /// `enter`, `not_entered`, `exit`, `goal`, `segment`, `split`.
     pub kind: String,
     pub detail: Json,
 }

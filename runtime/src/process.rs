@@ -4,6 +4,7 @@
 //! it causes, commit together or not at all.
 
 mod erase;
+pub mod pause;
 
 use crate::engine::{Engine, Links};
 use crate::ingest::segment::{Input, InputKind};
@@ -62,6 +63,9 @@ pub struct Core {
     pub links: Links,
     /// Double opt-in and the other rules of [`crate::respect`].
     pub respect: crate::respect::Settings,
+    /// `[retention] events`: how long events are kept; `None` keeps them forever.
+    /// Deploys of plans that read further back are refused.
+    pub retention: Option<cairn_plan::Duration>,
     /// This daemon's name in leases.
     pub worker_id: String,
     /// Rung when a transaction scheduled a timer, so the timer worker need not wait
@@ -215,6 +219,7 @@ impl Core {
             clock,
             links,
             respect: crate::respect::Settings::default(),
+            retention: None,
             worker_id,
             timers_changed: Notify::new(),
             outbox_changed: Notify::new(),
@@ -390,6 +395,7 @@ impl Core {
         let ids_of_rows = tx.insert_events(&rows).await?;
 
         let mut work = Work::new(self, active.clone(), now, states);
+        work.paused = pause::journeys(&mut tx).await?;
         for ((input, contact), row) in inputs.iter().zip(&contact_of).zip(&row_of_input) {
             let created = contact.as_ref().and_then(|id| {
                 let at = created_row.remove(id)?;
@@ -538,6 +544,9 @@ impl Core {
         ids.dedup();
         let generation = self.cache.as_ref().map(StateCache::generation);
         let (states, _) = self.load(&mut tx, &ids, &[], now).await?;
+        let paused = pause::journeys(&mut tx).await?;
+        let kept = pause::not_held(timers, &paused);
+        let timers: &[ClaimedTimer] = &kept;
         let released = match guard {
             // Guarded by the lease: a timer another worker took over, or an event
             // moved, is not ours any more and its work is skipped.
@@ -545,6 +554,7 @@ impl Core {
             TimerGuard::Taken => timers.iter().map(|t| t.id).collect(),
         };
         let mut work = Work::new(self, active.clone(), now, states);
+        work.paused = paused;
         let mut done = 0;
         for timer in timers {
             if !released.contains(&timer.id) {
@@ -627,6 +637,8 @@ struct Work<'c> {
     contacts: States,
     report: IngestReport,
     writes: WriteSet,
+    /// The journeys paused as this transaction reads them (see [`pause`]).
+    paused: HashSet<String>,
 }
 
 impl<'c> Work<'c> {
@@ -638,6 +650,7 @@ impl<'c> Work<'c> {
             contacts,
             report: IngestReport::default(),
             writes: WriteSet::default(),
+            paused: HashSet::new(),
         }
     }
 
@@ -936,7 +949,8 @@ impl<'c> Work<'c> {
             loaded.version,
             active,
             self.core.links.clone(),
-        );
+        )
+        .holding(&self.paused);
         let effects = ask(&engine, state, self.now);
         if effects == Effects::default() {
             return;

@@ -58,6 +58,10 @@ pub struct ServeConfig {
     pub sms: Option<crate::channels::SmsConfig>,
     /// Push through a provider (`[push]`); the file outbox when `None`.
     pub push: Option<crate::channels::PushConfig>,
+    /// `[retention] events`: events older than this are purged; `None` keeps them.
+    pub retention: Option<cairn_plan::Duration>,
+    /// How often the retention purge runs after the one at start.
+    pub purge_every: Duration,
 }
 
 impl ServeConfig {
@@ -83,6 +87,8 @@ impl ServeConfig {
             smtp: None,
             sms: None,
             push: None,
+            retention: None,
+            purge_every: crate::retention::PURGE_EVERY,
         }
     }
 }
@@ -288,6 +294,7 @@ pub async fn run_with_clock(
     };
     let mut core = Core::new(store.clone(), clock, links, worker_id);
     core.respect = config.respect.clone();
+    core.retention = config.retention;
     let core = Arc::new(core);
 
     let deployed = match &config.plan {
@@ -307,6 +314,15 @@ pub async fn run_with_clock(
         None => None,
     };
     let active = core.reload_active().await?;
+    if let (Some(retention), Some(active)) = (config.retention, &active) {
+        // The plan deployed above was checked; an older active one is checked here.
+        crate::retention::check_plan(&active.plan, Some(retention)).map_err(ServeError::Plan)?;
+        for read in crate::retention::unbounded_reads(&active.plan) {
+            tracing::warn!(
+                "{read} reads events without a window: it sees only the events kept for `[retention] events`"
+            );
+        }
+    }
 
     let mut limits = config.ingest.clone();
     if store.backend() == Backend::Postgres && limits.writers < 2 {
@@ -322,28 +338,6 @@ pub async fn run_with_clock(
         push: config.push.as_ref().and_then(|p| p.token.clone()),
         public_url: config.public_url.clone(),
     };
-    let app = ingest_routes
-        .merge(crate::channels::callbacks::router(
-            core.clone(),
-            callback_keys,
-        ))
-        .merge(admin::router(
-            core.clone(),
-            credentials.admin_token_sha256.clone(),
-        ))
-        .merge(crate::respect::router(
-            core.clone(),
-            credentials.admin_token_sha256.clone(),
-            credentials.webhook_secret.clone(),
-        ))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(60),
-        ));
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let timers = tokio::spawn(timer_worker(core.clone(), config.clone(), stop_rx.clone()));
-    let checkpoints = tokio::spawn(checkpointer(store.clone(), stop_rx.clone()));
     let mut dispatch_config = DispatchConfig::new(
         config.outbox_dir.clone(),
         credentials.webhook_secret.clone(),
@@ -358,6 +352,43 @@ pub async fn run_with_clock(
     dispatch_config.push = config.push.clone();
     dispatch_config.public_url = Some(config.public_url.clone());
     dispatch_config.link_secret = Some(core.links.secret.clone());
+    let test_sender = crate::dispatch::TestSender::new(&dispatch_config)
+        .map_err(|e| ServeError::Io(format!("cannot set up the channels: {e}")))?;
+    let app = ingest_routes
+        .merge(crate::channels::callbacks::router(
+            core.clone(),
+            callback_keys,
+        ))
+        .merge(admin::router(
+            core.clone(),
+            credentials.admin_token_sha256.clone(),
+        ))
+        .merge(admin::test_send_router(
+            core.clone(),
+            credentials.admin_token_sha256.clone(),
+            test_sender,
+        ))
+        .merge(crate::respect::router(
+            core.clone(),
+            credentials.admin_token_sha256.clone(),
+            credentials.webhook_secret.clone(),
+        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(60),
+        ));
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let timers = tokio::spawn(timer_worker(core.clone(), config.clone(), stop_rx.clone()));
+    let checkpoints = tokio::spawn(checkpointer(store.clone(), stop_rx.clone()));
+    let purge = config.retention.map(|retention| {
+        tokio::spawn(crate::retention::purger(
+            core.clone(),
+            retention,
+            config.purge_every,
+            stop_rx.clone(),
+        ))
+    });
     let dispatcher = Dispatcher::new(core.clone(), dispatch_config)
         .map_err(|e| ServeError::Io(format!("cannot set up the channels: {e}")))?;
     let dispatch = tokio::spawn(dispatcher.run(stop_rx));
@@ -393,6 +424,9 @@ pub async fn run_with_clock(
         let _ = timers.await;
         let _ = dispatch.await;
         let _ = checkpoints.await;
+        if let Some(purge) = purge {
+            let _ = purge.await;
+        }
     })
     .await;
     if drained.is_err() || workers.is_err() {

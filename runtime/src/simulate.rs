@@ -855,7 +855,7 @@ fn sample(
     sample_type(plan, &field.ty, &field.name, next, depth)
 }
 
-fn sample_type(
+pub(crate) fn sample_type(
     plan: &Plan,
     ty: &Type,
     name: &str,

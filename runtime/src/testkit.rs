@@ -213,9 +213,12 @@ fn check(expectations: &[Expectation], outcomes: &[Outcome]) -> Vec<Failure> {
             }
             (Expected::Nothing, _) => {
                 let until = e.until.as_deref().and_then(millis).unwrap_or(Millis::MAX);
-                !outcomes
-                    .iter()
-                    .any(|o| o.contact_id == e.contact && o.at < until)
+                // A `not_entered` records that nothing started: it is not something.
+                !outcomes.iter().any(|o| {
+                    o.contact_id == e.contact
+                        && o.at < until
+                        && o.kind != crate::engine::NOT_ENTERED
+                })
             }
             (_, false) => outcomes.iter().any(|o| matches_outcome(e, o)),
             (_, true) => !outcomes.iter().any(|o| matches_outcome(e, o)),

@@ -1,5 +1,8 @@
 //! `cairn contacts export ID` and `cairn contacts erase ID`: a contact's data rights on
-//! a running daemon, through its admin API.
+//! a running daemon, through its admin API; `cairn contacts import FILE`: contacts in
+//! bulk (see [`import`]).
+
+mod import;
 
 use super::CommandResult;
 use super::deploy::{admin_token, read_manifest, server_url};
@@ -14,6 +17,7 @@ pub fn run(command: &ContactsCommand) -> CommandResult {
     match command {
         ContactsCommand::Export(args) => export(args),
         ContactsCommand::Erase(args) => erase(args),
+        ContactsCommand::Import(args) => import::run(args),
     }
 }
 

@@ -9,8 +9,6 @@ use super::deploy::{admin_token, server_url};
 use crate::Outcome;
 use crate::cli::{GraphArgs, GraphFormat};
 use crate::render;
-use cairn_compiler::build::build_plan;
-use cairn_compiler::project;
 use cairn_plan::journey::{Journey, StepKind, Trigger};
 use cairn_runtime::client::AdminClient;
 use std::collections::HashMap;
@@ -19,25 +17,9 @@ use std::path::PathBuf;
 
 pub fn run(args: &GraphArgs) -> CommandResult {
     let path = args.path.clone().unwrap_or_else(|| PathBuf::from("."));
-    let projects = project::discover(std::slice::from_ref(&path))?;
-    let Some(project) = projects.first().filter(|_| projects.len() == 1) else {
-        return Err(miette::miette!(
-            help = "name one project directory or `.cairn` file",
-            "`{}` holds {} projects; `cairn graph` draws one journey of one project",
-            path.display(),
-            projects.len()
-        ));
-    };
-    let plan = match build_plan(project, None) {
-        Ok(built) => built.plan,
-        Err(errors) => {
-            for (file, d) in &errors {
-                let source = &project.sources[*file];
-                eprintln!("{}", render::diagnostic(d, &source.path, &source.text));
-            }
-            eprintln!("`{}` does not compile", project.name());
-            return Ok(Outcome::Failed);
-        }
+    let does = "`cairn graph` draws one journey of one project";
+    let Some((project, plan)) = super::compiled_project(&path, does)? else {
+        return Ok(Outcome::Failed);
     };
     let Some(journey) = plan.journeys.get(&args.journey) else {
         let names: Vec<&str> = plan.journeys.keys().map(String::as_str).collect();

@@ -60,6 +60,10 @@ pub fn run(args: &ServeArgs) -> CommandResult {
     config.webhook_secret = secret("CAIRN_WEBHOOK_SECRET");
     config.link_secret = secret("CAIRN_LINK_SECRET");
     config.respect.double_opt_in = project.manifest.double_opt_in.clone();
+    if let Some(events) = &project.manifest.retention.events {
+        config.retention =
+            cairn_runtime::retention::parse(events).map_err(|e| miette::miette!("{e}"))?;
+    }
     super::serve_channels::configure(args, &project.manifest, &project.root, &mut config)?;
     if let Some(lease) = secret("CAIRN_LEASE_SECS") {
         match lease.parse::<u64>() {

@@ -155,7 +155,7 @@ pub fn run(args: &SimulateArgs) -> CommandResult {
 /// reproducible.
 const SYNTHETIC_START: Millis = 1_772_359_200_000; // 2026-03-01T10:00:00Z
 
-fn instant(flag: &str, text: Option<&str>) -> miette::Result<Option<Millis>> {
+pub(super) fn instant(flag: &str, text: Option<&str>) -> miette::Result<Option<Millis>> {
     let Some(text) = text else {
         return Ok(None);
     };

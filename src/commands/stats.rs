@@ -275,7 +275,7 @@ fn markdown(report: &StatsReport) -> String {
 }
 
 /// `text` with XML's special characters escaped.
-fn xml(text: &str) -> String {
+pub(super) fn xml(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

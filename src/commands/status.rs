@@ -75,7 +75,21 @@ fn human(server: &str, status: &Status) -> String {
         );
     }
     for journey in &status.journeys {
-        let _ = writeln!(out, "\njourney `{}`", journey.name);
+        match status.paused.iter().find(|p| p.journey == journey.name) {
+            Some(paused) => {
+                let since = cairn_runtime::time::timestamp(paused.paused_at)
+                    .strftime("%Y-%m-%d %H:%M:%SZ")
+                    .to_string();
+                let _ = writeln!(
+                    out,
+                    "\njourney `{}`: PAUSED since {since}, its runs are held (`cairn resume {}`)",
+                    journey.name, journey.name
+                );
+            }
+            None => {
+                let _ = writeln!(out, "\njourney `{}`", journey.name);
+            }
+        }
         let mut rows: Vec<[String; 4]> = vec![[
             "step".into(),
             "state".into(),

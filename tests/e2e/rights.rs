@@ -1,7 +1,7 @@
 //! `cairn stats`, `cairn contacts export` and `cairn contacts erase` against a running
 //! daemon that has really run contacts through the abandoned-cart journey.
 
-use crate::support::{cairn, repo_root};
+use crate::support::{cairn, repo_root, zone_at_noon};
 use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -13,7 +13,7 @@ const WRITE_KEY: &str = "wk_rights_test";
 const ADMIN_TOKEN: &str = "at_rights_test";
 
 /// `cairn serve` on a copy of an example, killed when dropped.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
     url: String,
     log: Arc<Mutex<String>>,
@@ -21,7 +21,7 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn start(dir: &Path) -> Daemon {
+    pub(crate) fn start(dir: &Path) -> Daemon {
         let mut child = cairn()
             .arg("serve")
             .arg(dir)
@@ -83,7 +83,7 @@ impl Daemon {
     }
 
     /// `cairn ARGS --server URL --token TOKEN`: exit code, stdout, stderr.
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn cli(&self, args: &[&str]) -> (i32, String, String) {
         let output = cairn()
             .args(args)
             .args(["--server", &self.url, "--token", ADMIN_TOKEN])
@@ -99,7 +99,7 @@ impl Daemon {
         )
     }
 
-    fn json(&self, args: &[&str]) -> Json {
+    pub(crate) fn json(&self, args: &[&str]) -> Json {
         let (code, out, err) = self.cli(args);
         assert_eq!(code, 0, "cairn {args:?}: {err}\n{}", self.log());
         serde_json::from_str(&out)
@@ -118,7 +118,7 @@ impl Drop for Daemon {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+pub(crate) fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("create the project copy");
     for entry in std::fs::read_dir(from).expect("read the example").flatten() {
         let path = entry.path();
@@ -153,18 +153,6 @@ fn unix_now() -> i64 {
         .expect("after 1970")
         .as_secs();
     i64::try_from(secs).expect("a time")
-}
-
-/// A fixed-offset zone where it is about noon now, so the example's quiet hours
-/// (21:00..08:00 local) never hold the reminders back, whenever the test runs.
-fn daytime_zone() -> String {
-    let hour = unix_now().rem_euclid(86_400) / 3_600;
-    // `Etc/GMT+N` is N hours behind UTC.
-    match hour - 12 {
-        0 => "Etc/GMT".to_string(),
-        n if n > 0 => format!("Etc/GMT+{n}"),
-        n => format!("Etc/GMT{n}"),
-    }
 }
 
 /// Three hours ago, as RFC 3339 in UTC.
@@ -236,7 +224,7 @@ fn stats_export_and_erase_through_the_cli() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     copy_dir(&repo_root().join("examples/abandoned-cart"), dir.path());
     let daemon = Daemon::start(dir.path());
-    let zone = daytime_zone();
+    let zone = zone_at_noon();
     for user in ["ana", "bob", "cleo"] {
         shopper(&daemon, user, &format!("{user}@example.com"), &zone, "1");
     }

@@ -2,10 +2,13 @@
 //! on a loopback port against a copy of an example project, driven over HTTP, by the
 //! CLI, and by Segment's own Python and Node SDKs.
 
-use crate::support::{cairn, repo_root};
+use crate::support::{cairn, repo_root, zone_at_noon};
 
 mod channels;
 mod live;
+mod pause;
+mod preview;
+mod trace;
 use serde_json::{Value as Json, json};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -282,7 +285,7 @@ fn serve_ingests_events_and_writes_the_email_to_the_outbox() {
     let (status, body) = daemon.post(
         "/v1/identify",
         &json!({"userId": "ana", "messageId": "id-1", "traits": {
-            "email": "ana@example.com", "first_name": "Ana",
+            "email": "ana@example.com", "first_name": "Ana", "timezone": zone_at_noon(),
             "consents": ["email_marketing", "sms_marketing"]
         }}),
     );

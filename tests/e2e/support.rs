@@ -43,3 +43,19 @@ pub fn project(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     }
     dir
 }
+
+/// A fixed-offset zone where it is about noon now, so the examples' quiet hours
+/// (21:00..08:00 local) never hold a message back, whenever the test runs.
+pub fn zone_at_noon() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    let hour = i64::try_from(secs / 3_600 % 24).expect("an hour");
+    // POSIX-style names: `Etc/GMT+N` is N hours *behind* UTC.
+    match hour - 12 {
+        0 => "Etc/GMT".to_string(),
+        n if n > 0 => format!("Etc/GMT+{n}"),
+        n => format!("Etc/GMT{n}"),
+    }
+}

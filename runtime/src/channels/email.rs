@@ -410,6 +410,13 @@ pub fn build(
         HeaderName::new_from_ascii_str("X-Cairn-Idempotency-Key"),
         message.idempotency_key(),
     ));
+    for (name, value) in crate::dispatch::extra_headers(message) {
+        headers.insert_raw(HeaderValue::new(
+            HeaderName::new_from_ascii(name.to_string())
+                .map_err(|e| invalid(format!("the header `{name}` is not valid: {e}")))?,
+            value.replace(['\r', '\n'], " "),
+        ));
+    }
     if let Some((base_url, key)) = unsubscribe.filter(|_| message.marketing) {
         // RFC 8058: a POST of `List-Unsubscribe=One-Click` to the https URL unsubscribes.
         let url = crate::links::unsubscribe_url(

@@ -443,7 +443,7 @@ const INSERT_MESSAGES: (&str, &str) = (
      ON CONFLICT (run_id, step, visit) DO NOTHING",
 );
 
-const INSERT_OUTCOMES: (&str, &str) = (
+pub(crate) const INSERT_OUTCOMES: (&str, &str) = (
     "INSERT INTO outcomes (at, contact_id, journey, run_id, step, kind, detail)
      SELECT value->>'at', value->>'contact_id', value->>'journey', value->>'run_id',
             value->>'step', value->>'kind', value->'detail'
@@ -501,7 +501,7 @@ const DELETE_SEGMENTS: (&str, &str) = (
         (SELECT x.contact_id, x.name FROM jsonb_to_recordset($1) AS x(contact_id text, name text))",
 );
 
-const UPSERT_CONSENTS: (&str, &str) = (
+pub(crate) const UPSERT_CONSENTS: (&str, &str) = (
     "INSERT INTO consents (contact_id, consent, granted, source, changed_at)
      SELECT value->>'contact_id', value->>'name', value->>'flag', value->>'value', value->>'at'
      FROM jsonb_each($1) WHERE true
@@ -515,7 +515,7 @@ const UPSERT_CONSENTS: (&str, &str) = (
      SET granted = excluded.granted, source = excluded.source, changed_at = excluded.changed_at",
 );
 
-const UPDATE_TRAITS: (&str, &str) = (
+pub(crate) const UPDATE_TRAITS: (&str, &str) = (
     "UPDATE contacts SET traits = t.traits, time_zone = t.time_zone, updated_at = t.updated_at
      FROM (SELECT value->>'contact_id' AS contact_id, value->'traits' AS traits,
                   value->>'time_zone' AS time_zone, value->>'updated_at' AS updated_at

@@ -41,10 +41,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0004_data_rights.sql"),
         postgres: include_str!("migrations/postgres/0004_data_rights.sql"),
     },
+    Migration {
+        version: 5,
+        name: "paused_journeys",
+        sqlite: include_str!("migrations/sqlite/0005_paused_journeys.sql"),
+        postgres: include_str!("migrations/postgres/0005_paused_journeys.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the highest migration it has.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Any number, the same in every daemon: the advisory lock's key.
 const MIGRATION_LOCK: i64 = 0x6361_6972_6e00;

@@ -45,6 +45,16 @@ impl SuppressionReason {
     }
 }
 
+/// How the dispatcher records a message it holds back instead of sending it.
+pub(super) struct HeldBack<'a> {
+    /// The message's `error_kind`.
+    pub error_kind: &'a str,
+    pub last_error: &'a str,
+    /// The kind of the outcome recorded for the contact.
+    pub outcome: &'a str,
+    pub detail: &'a serde_json::Value,
+}
+
 /// One entry of the suppression list.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Suppression {
@@ -298,8 +308,6 @@ impl Store {
         reason: &str,
         now: Millis,
     ) -> Result<()> {
-        let mut tx = self.begin().await?;
-        let error = format!("suppressed: {reason}");
         let detail = json!({
             "reason": reason,
             "channel": message.channel,
@@ -307,16 +315,36 @@ impl Store {
             "address": message.address,
             "visit": message.visit,
         });
+        let held = HeldBack {
+            error_kind: "suppressed",
+            last_error: &format!("suppressed: {reason}"),
+            outcome: SUPPRESSED,
+            detail: &detail,
+        };
+        self.hold_back_once(message, owner, now, &held).await
+    }
+
+    /// Records once that the dispatcher held `message` back, as `held` says: the row
+    /// ends `failed` and the contact's history gets the outcome, guarded by the lease.
+    pub(super) async fn hold_back_once(
+        &self,
+        message: &ClaimedMessage,
+        owner: &str,
+        now: Millis,
+        held: &HeldBack<'_>,
+    ) -> Result<()> {
+        let mut tx = self.begin().await?;
         let updated = super::on_tx!(&mut tx, c => {
             let updated = sqlx::query(
-                "UPDATE outbox SET state = 'failed', error_kind = 'suppressed', last_error = $1,
+                "UPDATE outbox SET state = 'failed', error_kind = $5, last_error = $1,
                         lease_owner = NULL, lease_expires_at = NULL
                  WHERE id = $2 AND lease_owner = $3 AND attempts = $4 AND state = 'pending'",
             )
-            .bind(&error)
+            .bind(held.last_error)
             .bind(message.id)
             .bind(owner)
             .bind(message.attempts)
+            .bind(held.error_kind)
             .execute(&mut *c)
             .await?
             .rows_affected();
@@ -329,8 +357,8 @@ impl Store {
                 .bind(&message.contact_id)
                 .bind(&message.run_id)
                 .bind(&message.step)
-                .bind(SUPPRESSED)
-                .bind(sqlx::types::Json(&detail))
+                .bind(held.outcome)
+                .bind(sqlx::types::Json(held.detail))
                 .execute(&mut *c)
                 .await?;
             }

@@ -31,33 +31,56 @@ pub enum TimerWork {
     Wakeup { reason: WakeupReason },
 }
 
-const CLAIM_POSTGRES: &str = "UPDATE timers
+/// The condition that leaves out the run timers of paused journeys (a run's id starts
+/// with its journey's name and `/`): they are held, not due, until the journey resumes.
+/// Each due timer passed over costs a lookup in the small (usually empty)
+/// `paused_journeys` table.
+macro_rules! not_held {
+    () => {
+        "NOT EXISTS (SELECT 1 FROM paused_journeys p WHERE timers.kind = 'run'
+            AND substr(timers.run_id, 1, length(p.journey) + 1) = p.journey || '/')"
+    };
+}
+
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE timers
     SET lease_owner = $1, lease_expires_at = $2, attempt = attempt + 1
     WHERE id IN (
         SELECT id FROM timers
-        WHERE due_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+        WHERE due_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) AND ",
+    not_held!(),
+    "
         ORDER BY due_at
         LIMIT $4
         FOR UPDATE SKIP LOCKED)
-    RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt";
+    RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt"
+);
 
 // The single SQLite writer serialises claims; there is nothing to skip.
-const CLAIM_SQLITE: &str = "UPDATE timers
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE timers
     SET lease_owner = $1, lease_expires_at = $2, attempt = attempt + 1
     WHERE id IN (
         SELECT id FROM timers
-        WHERE due_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3)
+        WHERE due_at <= $3 AND (lease_expires_at IS NULL OR lease_expires_at <= $3) AND ",
+    not_held!(),
+    "
         ORDER BY due_at
         LIMIT $4)
-    RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt";
+    RETURNING id, key, kind, contact_id, run_id, detail, due_at, attempt"
+);
 
 // A SQLite daemon is the store's one worker: it deletes due timers in the transaction
 // that runs them, with no lease.
-const DUE_SQLITE: &str = "SELECT id, key, kind, contact_id, run_id, detail, due_at, attempt
+const DUE_SQLITE: &str = concat!(
+    "SELECT id, key, kind, contact_id, run_id, detail, due_at, attempt
     FROM timers
-    WHERE due_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1)
+    WHERE due_at <= $1 AND (lease_expires_at IS NULL OR lease_expires_at <= $1) AND ",
+    not_held!(),
+    "
     ORDER BY due_at
-    LIMIT $2";
+    LIMIT $2"
+);
 const DELETE_TIMERS_BY_ID: &str =
     "DELETE FROM timers WHERE id IN (SELECT value FROM json_each($1))";
 /// Timers this binary cannot run are set aside for an hour, as a lease would.
@@ -100,10 +123,15 @@ impl Store {
     }
 
     /// When the next unleased timer is due, if any: how long a worker may sleep. (A
-    /// worker also polls, which picks up timers whose lease expired.)
+    /// worker also polls, which picks up timers whose lease expired.) Held timers of
+    /// paused journeys do not count, so they never wake the worker.
     pub async fn next_timer_due(&self) -> Result<Option<Millis>> {
         super::on_read!(self, c => {
-            let row = sqlx::query("SELECT MIN(due_at) AS due FROM timers WHERE lease_owner IS NULL")
+            let sql = concat!(
+                "SELECT MIN(due_at) AS due FROM timers WHERE lease_owner IS NULL AND ",
+                not_held!()
+            );
+            let row = sqlx::query(sql)
                 .fetch_one(&mut *c)
                 .await?;
             Ok(row.try_get::<Option<i64>, _>("due")?)

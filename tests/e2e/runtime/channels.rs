@@ -3,12 +3,12 @@
 //! from `CAIRN_TEST_PYTHON`), and refuses channel settings that cannot work.
 
 use super::{Daemon, cart, copy_dir, hours_ago, wait_for};
-use crate::support::{repo_root, run_in};
+use crate::support::{repo_root, run_in, zone_at_noon};
 use cairn_runtime::channels::bench::SmtpSink;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
-fn smtp_server(test: &str, maildir: &std::path::Path) -> Option<SmtpSink> {
+pub(super) fn smtp_server(test: &str, maildir: &std::path::Path) -> Option<SmtpSink> {
     let python = cairn_runtime::channels::bench::test_python(test)?;
     match SmtpSink::start(&python, maildir, false) {
         Ok(sink) => Some(sink),
@@ -45,7 +45,7 @@ fn serve_sends_the_reminder_through_a_real_smtp_server() {
     let (status, body) = daemon.post(
         "/v1/identify",
         &json!({"userId": "ana", "messageId": "id-1", "traits": {
-            "email": "ana@example.com", "first_name": "Ana",
+            "email": "ana@example.com", "first_name": "Ana", "timezone": zone_at_noon(),
             "consents": ["email_marketing", "sms_marketing"]
         }}),
     );

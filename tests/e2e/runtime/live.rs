@@ -2,27 +2,9 @@
 //! daemon: the counts of runs at each step, and a replay of what the daemon stored.
 
 use super::{Daemon, cart, hours_ago, wait_for};
-use crate::support::{Run, cairn, run_in};
+use crate::support::{Run, cairn, run_in, zone_at_noon};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
-
-/// An IANA zone where it is around noon now, so quiet hours (21:00..08:00 local) do not
-/// hold the reminder back whatever time the test runs.
-fn zone_at_noon() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_secs();
-    let hour = i64::try_from(secs / 3_600 % 24).expect("an hour");
-    let offset = (12 - hour + 24) % 24;
-    let offset = if offset > 12 { offset - 24 } else { offset };
-    // POSIX-style names: `Etc/GMT-3` is three hours *ahead* of UTC.
-    match offset {
-        0 => "Etc/GMT".to_string(),
-        o if o > 0 => format!("Etc/GMT-{o}"),
-        o => format!("Etc/GMT+{}", -o),
-    }
-}
 
 /// Ana leaves a cart three hours ago: the journey enters at once, sends the reminder,
 /// and waits a day at `remind.wait#1`.

@@ -3,7 +3,7 @@
 //! bounce and complaint webhooks, and double opt-in.
 
 use super::{Daemon, cart, copy_dir, hours_ago, wait_for};
-use crate::support::repo_root;
+use crate::support::{repo_root, zone_at_noon};
 use crate::torture::Database;
 use serde_json::{Value as Json, json};
 use std::time::Duration;
@@ -12,7 +12,7 @@ const WEBHOOK_SECRET: &str = "whs_e2e_respect";
 
 /// The daemon's links in `text` with `path` (`/unsubscribe/`, `/c/`...), as paths
 /// on the daemon (the links name the configured public URL, not the test's port).
-fn links(text: &str, path: &str) -> Vec<String> {
+pub(super) fn links(text: &str, path: &str) -> Vec<String> {
     // `cairn serve --listen 127.0.0.1:0` without a public URL names that address.
     let public = format!("127.0.0.1:0{path}");
     text.match_indices(&public)
@@ -28,7 +28,7 @@ fn links(text: &str, path: &str) -> Vec<String> {
 
 /// Runs `scenario` against a daemon on SQLite, then on a fresh PostgreSQL database
 /// when `CAIRN_TEST_POSTGRES_URL` is set (a daemon is started by each run).
-fn on_both(test: &str, scenario: impl Fn(&[(&str, &str)])) {
+pub(super) fn on_both(test: &str, scenario: impl Fn(&[(&str, &str)])) {
     scenario(&[]);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -76,7 +76,7 @@ fn reminder(daemon: &Daemon, user: &str) -> String {
         "/v1/identify",
         &json!({"userId": user, "traits": {
             "email": format!("{user}@example.com"), "first_name": "Ana",
-            "consents": ["email_marketing", "sms_marketing"]
+            "timezone": zone_at_noon(), "consents": ["email_marketing", "sms_marketing"]
         }}),
     );
     assert_eq!(status, 200, "{body}");
