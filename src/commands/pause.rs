@@ -18,8 +18,13 @@ pub fn pause(args: &JourneyArgs) -> CommandResult {
         .map_err(|e| miette::miette!("{e}"))?;
     let held = runs(report.runs_held);
     let text = if report.changed {
+        let place = if report.runs_held == 1 {
+            "where it is"
+        } else {
+            "where they are"
+        };
         format!(
-            "journey `{}` is paused: {held} held where they are; `cairn resume {}` lets them continue\n",
+            "journey `{}` is paused: {held} held {place}; `cairn resume {}` lets them continue\n",
             report.journey, report.journey
         )
     } else {
@@ -44,10 +49,15 @@ pub fn resume(args: &JourneyArgs) -> CommandResult {
         .map_err(|e| miette::miette!("{e}"))?;
     let text = match report.paused_at {
         Some(since) if report.changed => format!(
-            "journey `{}` resumed (paused since {}): {} continue; timers that came due during the pause, running now: {}; `wait for`s met by an event that came during the pause: {}\n",
+            "journey `{}` resumed (paused since {}): {} {}; timers that came due during the pause, running now: {}; `wait for`s met by an event that came during the pause: {}\n",
             report.journey,
             instant(since),
             runs(report.runs_resumed),
+            if report.runs_resumed == 1 {
+                "continues"
+            } else {
+                "continue"
+            },
             report.timers_due,
             report.waits_met,
         ),
