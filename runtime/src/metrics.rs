@@ -33,6 +33,9 @@ pub struct Metrics {
     pub events_rejected: Counter,
     pub events_duplicate: Counter,
     pub requests_throttled: Counter,
+    /// Ingest transactions committed: with `events_ingested`, how many events a
+    /// commit carries (the writer groups the requests waiting for it).
+    pub ingest_transactions: Counter,
     /// Events deleted by the retention purge.
     pub events_purged: Counter,
     /// Runs created or moved.
@@ -127,6 +130,11 @@ impl Metrics {
             "cairn_events_duplicate_total",
             "Events ignored because their messageId was seen before.",
             self.events_duplicate.get(),
+        );
+        counter(
+            "cairn_ingest_transactions_total",
+            "Ingest transactions committed (several requests each when they queue up).",
+            self.ingest_transactions.get(),
         );
         counter(
             "cairn_events_purged_total",

@@ -295,10 +295,13 @@ impl Core {
         let Some(active) = self.active_plan() else {
             return Err(StoreError::Conflict("no plan is deployed".into()));
         };
-        self.transaction("an ingest transaction", || {
-            self.ingest_once(batches, received_at, &active)
-        })
-        .await
+        let report = self
+            .transaction("an ingest transaction", || {
+                self.ingest_once(batches, received_at, &active)
+            })
+            .await?;
+        self.metrics.ingest_transactions.inc();
+        Ok(report)
     }
 
     async fn ingest_once(

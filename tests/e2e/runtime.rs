@@ -333,6 +333,11 @@ fn serve_ingests_events_and_writes_the_email_to_the_outbox() {
         metrics.contains("cairn_events_duplicate_total 1\n"),
         "{metrics}"
     );
+    // The identify, the event and its retry, one after the other: a transaction each.
+    assert!(
+        metrics.contains("cairn_ingest_transactions_total 3\n"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains("cairn_sends_total{channel=\"email\",outcome=\"sent\"} 1\n"),
         "{metrics}"
