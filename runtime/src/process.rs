@@ -962,3 +962,96 @@ impl<'c> Work<'c> {
         self.writes.stage(state, &effects, &loaded.plan, self.now);
     }
 }
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn states(ids: &[&str]) -> States {
+        ids.iter()
+            .map(|id| (id.to_string(), Box::new(ContactState::created(id, 0))))
+            .collect()
+    }
+
+    fn ids(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn cached(cache: &StateCache) -> Vec<String> {
+        let entries = cache.entries.lock().expect("the cache lock");
+        let mut ids: Vec<String> = entries
+            .slots
+            .iter()
+            .filter(|(_, slot)| slot.state.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn a_state_taken_out_is_gone_until_put_back_and_comes_back_not_created() {
+        let cache = StateCache::new(10);
+        let g = cache.generation();
+        cache.put(g, states(&["ana", "bob"]));
+        let taken = cache.take(&ids(&["ana", "cem"]));
+        assert_eq!(taken.keys().collect::<Vec<_>>(), ["ana"]);
+        assert!(
+            !taken["ana"].created,
+            "a cached state was created by an earlier transaction"
+        );
+        assert!(cache.take(&ids(&["ana"])).is_empty(), "taken twice");
+        assert_eq!(cached(&cache), ["bob"]);
+        cache.put(cache.generation(), taken);
+        assert_eq!(cached(&cache), ["ana", "bob"]);
+    }
+
+    #[test]
+    fn an_older_transaction_never_puts_its_state_over_a_newer_one() {
+        let cache = StateCache::new(10);
+        let older = cache.generation();
+        let newer = cache.generation();
+        let mut fresh = states(&["ana"]);
+        fresh.get_mut("ana").expect("ana").contact.time_zone = Some("Europe/Oslo".into());
+        cache.put(newer, fresh);
+        cache.put(older, states(&["ana"]));
+        let ana = cache.take(&ids(&["ana"]));
+        assert_eq!(ana["ana"].contact.time_zone.as_deref(), Some("Europe/Oslo"));
+    }
+
+    #[test]
+    fn the_oldest_contacts_are_evicted_first_and_each_is_named_once_in_the_order() {
+        let cache = StateCache::new(3);
+        for round in 0..50 {
+            // `ana` is taken and put back every round: it stays one entry of the order.
+            let mut back = cache.take(&ids(&["ana"]));
+            back.extend(states(if round == 0 { &["ana"] } else { &[] }));
+            cache.put(cache.generation(), back);
+        }
+        assert_eq!(cache.entries.lock().expect("lock").order.len(), 1);
+        for id in ["bob", "cem", "dan"] {
+            cache.put(cache.generation(), states(&[id]));
+        }
+        // Four contacts in a cache of three: `ana`, made first, went first.
+        assert_eq!(cached(&cache), ["bob", "cem", "dan"]);
+        assert_eq!(cache.entries.lock().expect("lock").order.len(), 3);
+    }
+
+    #[test]
+    fn invalidating_drops_everything_and_the_puts_of_transactions_already_running() {
+        let cache = StateCache::new(10);
+        let running = cache.generation();
+        cache.put(cache.generation(), states(&["ana"]));
+        cache.invalidate();
+        assert!(cached(&cache).is_empty());
+        cache.put(running, states(&["bob"]));
+        assert!(
+            cached(&cache).is_empty(),
+            "a put from before the invalidation"
+        );
+        cache.put(cache.generation(), states(&["cem"]));
+        assert_eq!(cached(&cache), ["cem"]);
+        cache.forget(&ids(&["cem"]));
+        assert!(cached(&cache).is_empty());
+    }
+}
