@@ -16,21 +16,40 @@ pub(super) fn smtp_server(test: &str, maildir: &std::path::Path) -> Option<SmtpS
     }
 }
 
+/// The abandoned-cart example served with its email going to `server` (no TLS), and
+/// the settings in `more`.
+pub(super) fn serve_mailing_to(server: &SmtpSink, more: &[(&str, &str)]) -> Daemon {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    copy_dir(&repo_root().join("examples/abandoned-cart"), dir.path());
+    let port = server.port.to_string();
+    let mut env = vec![
+        ("CAIRN_SMTP_HOST", "127.0.0.1"),
+        ("CAIRN_SMTP_PORT", port.as_str()),
+        ("CAIRN_SMTP_TLS", "none"),
+    ];
+    env.extend_from_slice(more);
+    Daemon::start_in_with(dir, &env)
+}
+
+/// The first message the SMTP server wrote to `mail`, as its JSON summary.
+pub(super) fn first_received(mail: &std::path::Path, what: &str) -> Json {
+    let summary = mail.join("1.json");
+    let text = wait_for(what, Duration::from_secs(30), || {
+        std::fs::read_to_string(&summary).ok()
+    });
+    serde_json::from_str(&text).expect("a JSON summary")
+}
+
 #[test]
 fn serve_sends_the_reminder_through_a_real_smtp_server() {
     let mail = tempfile::tempdir().expect("a temporary directory");
     let Some(server) = smtp_server("serve_smtp", mail.path()) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    copy_dir(&repo_root().join("examples/abandoned-cart"), dir.path());
     let port = server.port.to_string();
-    let daemon = Daemon::start_in_with(
-        dir,
+    let daemon = serve_mailing_to(
+        &server,
         &[
-            ("CAIRN_SMTP_HOST", "127.0.0.1"),
-            ("CAIRN_SMTP_PORT", &port),
-            ("CAIRN_SMTP_TLS", "none"),
             ("CAIRN_EMAIL_FROM", "Shop <news@shop.example>"),
             ("CAIRN_PUBLIC_URL", "https://cairn.shop.example"),
         ],
@@ -53,13 +72,7 @@ fn serve_sends_the_reminder_through_a_real_smtp_server() {
     let (status, body) = daemon.post("/v1/track", &cart("ana", "cart-1", &hours_ago(3)));
     assert_eq!(status, 200, "{body}");
 
-    let summary = mail.path().join("1.json");
-    let text = wait_for(
-        "the reminder at the SMTP server",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(&summary).ok(),
-    );
-    let received: Json = serde_json::from_str(&text).expect("a JSON summary");
+    let received = first_received(mail.path(), "the reminder at the SMTP server");
     assert_eq!(received["rcpt_tos"], json!(["ana@example.com"]));
     assert_eq!(
         received["headers"]["Subject"],

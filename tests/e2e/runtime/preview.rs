@@ -2,8 +2,7 @@
 //! of its active plan and send it, marked as a test, to the address typed, through the
 //! file outbox or a real SMTP server (aiosmtpd, from `CAIRN_TEST_PYTHON`).
 
-use super::{Daemon, copy_dir, wait_for};
-use crate::support::repo_root;
+use super::{Daemon, wait_for};
 use serde_json::{Value as Json, json};
 use std::time::Duration;
 
@@ -158,30 +157,17 @@ fn a_test_email_goes_through_a_real_smtp_server() {
     let Some(server) = super::channels::smtp_server("preview_smtp", mail.path()) else {
         return;
     };
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    copy_dir(&repo_root().join("examples/abandoned-cart"), dir.path());
-    let port = server.port.to_string();
-    let daemon = Daemon::start_in_with(
-        dir,
-        &[
-            ("CAIRN_SMTP_HOST", "127.0.0.1"),
-            ("CAIRN_SMTP_PORT", &port),
-            ("CAIRN_SMTP_TLS", "none"),
-            ("CAIRN_EMAIL_FROM", "Nordkit <news@nordkit.example>"),
-        ],
+    let daemon = super::channels::serve_mailing_to(
+        &server,
+        &[("CAIRN_EMAIL_FROM", "Nordkit <news@nordkit.example>")],
     );
     let (code, stderr) = preview(
         &daemon,
         &["cart_reminder", "--send-to", "tester@shop.example"],
     );
     assert_eq!(code, 0, "{stderr}");
-    let summary = mail.path().join("1.json");
-    let text = wait_for(
-        "the test email at the SMTP server",
-        Duration::from_secs(30),
-        || std::fs::read_to_string(&summary).ok(),
-    );
-    let received: Json = serde_json::from_str(&text).expect("a JSON summary");
+    let received =
+        super::channels::first_received(mail.path(), "the test email at the SMTP server");
     assert_eq!(received["rcpt_tos"], json!(["tester@shop.example"]));
     assert_eq!(
         received["headers"]["Subject"],
