@@ -56,6 +56,9 @@ const SQLITE_READERS: u32 = 4;
 /// else checkpoints (other commands, a stalled task).
 const SQLITE_AUTOCHECKPOINT_PAGES: &str = "32000";
 
+/// Rows a SQLite statement hands to its reader before it waits for them to be taken.
+const SQLITE_ROW_CHANNEL: usize = 4096;
+
 /// Which database a store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -270,7 +273,12 @@ impl Store {
             .foreign_keys(false)
             .pragma("temp_store", "memory")
             .pragma("cache_size", "-65536")
-            .pragma("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT_PAGES);
+            .pragma("wal_autocheckpoint", SQLITE_AUTOCHECKPOINT_PAGES)
+            // Rows a statement may hand over before the reader takes them: a bulk
+            // insert returns an id per event and a timer batch is hundreds of rows, and
+            // at sqlx's default (50) SQLite's thread stops every 50 rows to wait for the
+            // reader's task to drain them.
+            .row_buffer_size(SQLITE_ROW_CHANNEL);
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
