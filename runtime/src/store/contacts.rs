@@ -578,11 +578,21 @@ impl Tx {
             return Ok(Vec::new());
         }
         let sql = self.pick(INSERT_EVENTS);
+        // On SQLite, the rows as arrays read by position (see `positional`).
+        let positional = match self {
+            Tx::Sqlite(_) => super::positional::positional(INSERT_EVENTS.0, rows),
+            Tx::Postgres(_) => None,
+        };
         let inserted: HashMap<String, i64> = on_tx!(self, c => {
-            let returned = sqlx::query(sql)
-                .bind(json(&rows))
-                .fetch_all(&mut *c)
-                .await?;
+            let returned = match &positional {
+                Some(p) => {
+                    sqlx::query(sqlx::AssertSqlSafe(p.sql.clone()))
+                        .bind(p.rows.as_str())
+                        .fetch_all(&mut *c)
+                        .await?
+                }
+                None => sqlx::query(sql).bind(json(&rows)).fetch_all(&mut *c).await?,
+            };
             returned
                 .iter()
                 .map(|r| Ok((r.try_get::<String, _>("message_id")?, r.try_get::<i64, _>("id")?)))

@@ -536,12 +536,22 @@ impl Tx {
         }
     }
 
-    /// Runs `pair` with `rows` as its one JSON parameter; returns the rows affected.
+    /// Runs `pair` with `rows` as its one JSON parameter (on SQLite, each row as an
+    /// array read by position: see [`super::positional`]); returns the rows affected.
     pub(crate) async fn bulk<T: Serialize>(
         &mut self,
         pair: (&'static str, &'static str),
         rows: &T,
     ) -> Result<u64> {
+        if let Tx::Sqlite(c) = self
+            && let Some(p) = super::positional::positional(pair.0, rows)
+        {
+            return Ok(sqlx::query(sqlx::AssertSqlSafe(p.sql))
+                .bind(p.rows)
+                .execute(&mut **c)
+                .await?
+                .rows_affected());
+        }
         let sql = self.pick(pair);
         Ok(on_tx!(self, c => sqlx::query(sql)
             .bind(json(rows))

@@ -26,6 +26,7 @@ mod migrate;
 pub mod outbox;
 pub mod pause;
 pub mod plans;
+mod positional;
 pub mod replay;
 pub mod respect;
 pub mod retention;
