@@ -396,6 +396,10 @@ impl Core {
             }
         }
         let ids_of_rows = tx.insert_events(&rows).await?;
+        // Every few thousand events, SQLite's per-contact index takes the new ones in.
+        if self.store.stored_unindexed(rows.len()) {
+            tx.fold_event_index().await?;
+        }
 
         let mut work = Work::new(self, active.clone(), now, states);
         work.paused = pause::journeys(&mut tx).await?;

@@ -172,7 +172,7 @@ impl Store {
         let runs = tx.load_runs(contact_id).await?;
         let (events, outcomes) = super::on_tx!(&mut tx, c => {
             let rows = sqlx::query(
-                "SELECT id, name, payload, occurred_at, received_at, message_id FROM events
+                "SELECT id, name, payload, occurred_at, received_at, message_id FROM contact_events
                  WHERE contact_id = $1 ORDER BY occurred_at DESC, id DESC LIMIT $2",
             )
             .bind(contact_id)

@@ -354,7 +354,7 @@ impl Store {
     /// The names of a contact's stored events, oldest first.
     pub async fn event_names(&self, contact_id: &str) -> Result<Vec<String>> {
         on_read!(self, c => {
-            let rows = sqlx::query("SELECT name FROM events WHERE contact_id = $1 ORDER BY id")
+            let rows = sqlx::query("SELECT name FROM contact_events WHERE contact_id = $1 ORDER BY id")
                 .bind(contact_id)
                 .fetch_all(&mut *c)
                 .await?;

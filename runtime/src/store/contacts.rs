@@ -156,7 +156,7 @@ impl Tx {
     pub async fn load_history(&mut self, id: &str) -> Result<Vec<EventRecord>> {
         on_tx!(self, c => {
             let rows = sqlx::query(
-                "SELECT id, name, payload, occurred_at FROM events
+                "SELECT id, name, payload, occurred_at FROM contact_events
                  WHERE contact_id = $1 ORDER BY occurred_at, id",
             )
             .bind(id)
@@ -314,6 +314,7 @@ impl Tx {
         contact_id: &str,
         now: Millis,
     ) -> Result<u64> {
+        self.index_merged(anonymous_id, contact_id).await?;
         on_tx!(self, c => {
             sqlx::query(
                 "INSERT INTO aliases (anonymous_id, contact_id, merged_at) VALUES ($1, $2, $3)
@@ -420,9 +421,9 @@ const LOAD_SEGMENTS: (&str, &str) = (
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1))",
 );
 const LOAD_EVENTS: (&str, &str) = (
-    "SELECT contact_id, id, name, payload, occurred_at FROM events
+    "SELECT contact_id, id, name, payload, occurred_at FROM contact_events
      WHERE contact_id IN (SELECT value FROM jsonb_each($1)) ORDER BY occurred_at, id",
-    "SELECT contact_id, id, name, payload, occurred_at FROM events
+    "SELECT contact_id, id, name, payload, occurred_at FROM contact_events
      WHERE contact_id IN (SELECT jsonb_array_elements_text($1)) ORDER BY occurred_at, id",
 );
 const LOAD_RUNS: (&str, &str) = (

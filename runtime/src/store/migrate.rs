@@ -47,10 +47,16 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("migrations/sqlite/0005_paused_journeys.sql"),
         postgres: include_str!("migrations/postgres/0005_paused_journeys.sql"),
     },
+    Migration {
+        version: 6,
+        name: "event_index",
+        sqlite: include_str!("migrations/sqlite/0006_event_index.sql"),
+        postgres: include_str!("migrations/postgres/0006_event_index.sql"),
+    },
 ];
 
 /// The schema version this binary writes: the highest migration it has.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Any number, the same in every daemon: the advisory lock's key.
 const MIGRATION_LOCK: i64 = 0x6361_6972_6e00;

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod channels;
 pub mod contacts;
 pub mod effects;
+mod event_index;
 pub mod import;
 mod migrate;
 pub mod outbox;
@@ -170,6 +171,9 @@ where
 #[derive(Clone, Debug)]
 pub struct Store {
     pools: Pools,
+    /// SQLite: events stored since the last fold into `event_index` (see
+    /// [`event_index`]), counted by this process.
+    unindexed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 #[derive(Clone, Debug)]
@@ -253,6 +257,7 @@ impl Store {
             return Err(StoreError::BadUrl(url.to_string()));
         };
         store.migrate().await?;
+        store.fold_event_index().await?;
         Ok(store)
     }
 
@@ -260,6 +265,7 @@ impl Store {
     pub async fn open_sqlite_file(path: &Path) -> Result<Store> {
         let store = Store::open_sqlite(&path.to_string_lossy()).await?;
         store.migrate().await?;
+        store.fold_event_index().await?;
         Ok(store)
     }
 
@@ -293,6 +299,7 @@ impl Store {
             .await?;
         Ok(Store {
             pools: Pools::Sqlite { write, read },
+            unindexed: Default::default(),
         })
     }
 
@@ -318,6 +325,7 @@ impl Store {
             .await?;
         Ok(Store {
             pools: Pools::Postgres(pool),
+            unindexed: Default::default(),
         })
     }
 

@@ -39,7 +39,7 @@ const PAUSED_ROWS: (&str, &str) = (
 /// the wait's deadline: `(contact, event id)`, by contact, then time.
 const WAITS_MET: &str = "SELECT DISTINCT r.contact_id, e.id, e.occurred_at
     FROM runs r
-    JOIN events e ON e.contact_id = r.contact_id AND e.name = r.wait_event
+    JOIN contact_events e ON e.contact_id = r.contact_id AND e.name = r.wait_event
     WHERE r.journey = $1 AND r.state = 'waiting_for_event' AND r.step IS NOT NULL
       AND e.received_at >= $2 AND e.occurred_at < r.until_at
     ORDER BY r.contact_id, e.occurred_at, e.id";

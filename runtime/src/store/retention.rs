@@ -45,6 +45,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(done);
         }
+        tx.unindex_purged(after, last, cutoff).await?;
         let deleted = on_tx!(&mut tx, c => sqlx::query(DELETE)
             .bind(after)
             .bind(last)

@@ -361,7 +361,7 @@ impl Tx {
             }
             for row in sqlx::query(
                 "SELECT id, name, payload, occurred_at, received_at, message_id, anonymous_id
-                 FROM events WHERE contact_id = $1 ORDER BY occurred_at, id",
+                 FROM contact_events WHERE contact_id = $1 ORDER BY occurred_at, id",
             )
             .bind(contact_id)
             .fetch_all(&mut *c)
@@ -677,6 +677,7 @@ impl Tx {
     /// its anonymous ids included; an open or click keeps its journey, run and step.
     /// Returns how many events were scrubbed.
     async fn scrub_events(&mut self, contact_id: &str) -> Result<u64> {
+        self.index_adopted(contact_id).await?;
         on_tx!(self, c => {
             sqlx::query(
                 "UPDATE events SET contact_id = $1
@@ -686,7 +687,7 @@ impl Tx {
             .bind(contact_id)
             .execute(&mut *c)
             .await?;
-            let rows = sqlx::query("SELECT id, name, payload FROM events WHERE contact_id = $1")
+            let rows = sqlx::query("SELECT id, name, payload FROM contact_events WHERE contact_id = $1")
                 .bind(contact_id)
                 .fetch_all(&mut *c)
                 .await?;

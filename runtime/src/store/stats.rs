@@ -138,9 +138,8 @@ impl Store {
             let row = sqlx::query(
                 "SELECT COUNT(*) AS contacts,
                         COALESCE(SUM(CASE WHEN erased THEN 1 ELSE 0 END), 0) AS erased,
-                        COALESCE(SUM(CASE WHEN NOT erased AND EXISTS (
-                            SELECT 1 FROM events e
-                            WHERE e.contact_id = c.contact_id AND e.occurred_at >= $1
+                        COALESCE(SUM(CASE WHEN NOT erased AND c.contact_id IN (
+                            SELECT e.contact_id FROM contact_events e WHERE e.occurred_at >= $1
                         ) THEN 1 ELSE 0 END), 0) AS active
                  FROM contacts c",
             )

@@ -285,6 +285,95 @@ async fn events_dedupe_by_message_id_and_aliases_merge_history() {
     .await;
 }
 
+/// A contact's history reads the same whether its events were folded into SQLite's
+/// per-contact index or not yet, after an alias merge moves folded events, and after a
+/// retention purge; PostgreSQL (an ordinary index) must read the same.
+#[tokio::test]
+async fn histories_read_the_same_before_and_after_the_event_index_folds() {
+    on_both("event_index", |store| async move {
+        let payload = json!({});
+        let event = |contact: Option<&'static str>,
+                     anonymous: Option<&'static str>,
+                     at: Millis,
+                     id: &'static str| NewEvent {
+            contact_id: contact,
+            anonymous_id: anonymous,
+            name: "page_viewed",
+            payload: &payload,
+            occurred_at: at,
+            received_at: at,
+            message_id: Some(id),
+        };
+        let names = |history: &[EventRecord]| -> Vec<Millis> {
+            history.iter().map(|e| e.occurred_at).collect()
+        };
+
+        let mut tx = store.begin().await.expect("begin");
+        tx.ensure_contact("ana", 10).await.expect("ensure");
+        tx.ensure_contact("bob", 10).await.expect("ensure");
+        for (contact, anonymous, at, id) in [
+            (Some("ana"), None, 30, "a-30"),
+            (Some("bob"), None, 20, "b-20"),
+            (None, Some("anon-1"), 15, "x-15"),
+            (Some("ana"), None, 10, "a-10"),
+        ] {
+            tx.insert_event(&event(contact, anonymous, at, id))
+                .await
+                .expect("insert");
+        }
+        tx.commit().await.expect("commit");
+        // Folded (SQLite), then more events that are not.
+        store.fold_event_index().await.expect("fold");
+        let mut tx = store.begin().await.expect("begin");
+        tx.insert_event(&event(Some("ana"), None, 20, "a-20"))
+            .await
+            .expect("insert");
+        tx.insert_event(&event(None, Some("anon-1"), 25, "x-25"))
+            .await
+            .expect("insert");
+        assert_eq!(
+            names(&tx.load_history("ana").await.expect("history")),
+            [10, 20, 30]
+        );
+        assert_eq!(names(&tx.load_history("bob").await.expect("history")), [20]);
+        // The anonymous history moves to bob, the folded event and the newer one alike.
+        assert_eq!(tx.merge_alias("anon-1", "bob", 40).await.expect("merge"), 2);
+        let ids = ["ana".to_string(), "bob".to_string()];
+        let states = tx
+            .load_states(&ids, &std::collections::HashSet::new())
+            .await
+            .expect("states");
+        assert_eq!(names(&states["ana"].history), [10, 20, 30]);
+        assert_eq!(names(&states["bob"].history), [15, 20, 25]);
+        tx.commit().await.expect("commit");
+        store.fold_event_index().await.expect("fold");
+        let mut tx = store.begin().await.expect("begin");
+        assert_eq!(
+            names(&tx.load_history("bob").await.expect("history")),
+            [15, 20, 25]
+        );
+        tx.commit().await.expect("commit");
+
+        // Retention: events that occurred before 21 go, from the index too.
+        let mut after = 0;
+        while let Some(next) = store.purge_events(21, after, 2).await.expect("purge").next {
+            after = next;
+        }
+        let mut tx = store.begin().await.expect("begin");
+        assert_eq!(names(&tx.load_history("ana").await.expect("history")), [30]);
+        assert_eq!(names(&tx.load_history("bob").await.expect("history")), [25]);
+        tx.commit().await.expect("commit");
+        if store.backend() == Backend::Sqlite {
+            assert_eq!(
+                store.event_index_entries().await.expect("entries"),
+                2,
+                "no entry outlives its event"
+            );
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn effects_commit_together_and_replays_do_not_duplicate_messages() {
     on_both("effects", |store| async move {
