@@ -80,15 +80,11 @@ pub struct OutboxView {
 
 struct AdminState {
     core: Arc<Core>,
-    admin_token_sha256: String,
 }
 
-/// The admin routes and the open ones.
-pub fn router(core: Arc<Core>, admin_token_sha256: String) -> Router {
-    let state = Arc::new(AdminState {
-        core,
-        admin_token_sha256,
-    });
+/// The admin routes, to be put [`behind_token`].
+pub fn router(core: Arc<Core>) -> Router {
+    let state = Arc::new(AdminState { core });
     Router::new()
         .route("/admin/deploy", post(deploy))
         .route("/admin/status", get(status))
@@ -103,9 +99,35 @@ pub fn router(core: Arc<Core>, admin_token_sha256: String) -> Router {
         .route("/admin/stats", get(rights::stats))
         .route("/admin/journeys/{name}/pause", post(pause::pause))
         .route("/admin/journeys/{name}/resume", post(pause::resume))
+        .with_state(state)
+}
+
+/// The routes open to anyone: health and metrics.
+pub fn open_router(core: Arc<Core>) -> Router {
+    let state = Arc::new(AdminState { core });
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .with_state(state)
+}
+
+/// `routes`, each answering 401 to a request without `Authorization: Bearer <admin
+/// token>` before its handler parses any path, query or body: every admin route of
+/// the daemon goes through this one check.
+pub fn behind_token(routes: Router, admin_token_sha256: String) -> Router {
+    let token = Arc::new(admin_token_sha256);
+    routes.route_layer(axum::middleware::from_fn(
+        move |request: axum::extract::Request, next: axum::middleware::Next| {
+            let token = token.clone();
+            async move {
+                if authorised(request.headers(), &token) {
+                    next.run(request).await
+                } else {
+                    unauthorised()
+                }
+            }
+        },
+    ))
 }
 
 fn authorised(headers: &HeaderMap, token_sha256: &str) -> bool {
@@ -128,12 +150,8 @@ struct MessagesQuery {
 
 async fn messages(
     State(state): State<Arc<AdminState>>,
-    headers: HeaderMap,
     Query(query): Query<MessagesQuery>,
 ) -> Response {
-    if !authorised(&headers, &state.admin_token_sha256) {
-        return unauthorised();
-    }
     if let Some(s) = &query.state
         && !["pending", "sending", "sent", "failed"].contains(&s.as_str())
     {
@@ -188,12 +206,8 @@ struct DeployQuery {
 async fn deploy(
     State(state): State<Arc<AdminState>>,
     Query(query): Query<DeployQuery>,
-    headers: HeaderMap,
     body: String,
 ) -> Response {
-    if !authorised(&headers, &state.admin_token_sha256) {
-        return unauthorised();
-    }
     let core = &state.core;
     let result = if query.rollback.is_some() {
         match crate::retention::check_rollback(core).await {
@@ -286,10 +300,7 @@ pub async fn deploy_plan(
 }
 
 /// `GET /admin/plan`: the active plan's JSON, as deployed.
-async fn active_plan(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    if !authorised(&headers, &state.admin_token_sha256) {
-        return unauthorised();
-    }
+async fn active_plan(State(state): State<Arc<AdminState>>) -> Response {
     match state.core.store.active_plan().await {
         Ok(Some((_, text))) => ([(header::CONTENT_TYPE, "application/json")], text).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "no plan is deployed yet"),
@@ -310,10 +321,7 @@ pub fn check_plan(text: &str) -> Result<Plan, String> {
     Ok(plan)
 }
 
-async fn status(State(state): State<Arc<AdminState>>, headers: HeaderMap) -> Response {
-    if !authorised(&headers, &state.admin_token_sha256) {
-        return unauthorised();
-    }
+async fn status(State(state): State<Arc<AdminState>>) -> Response {
     match build_status(&state.core).await {
         Ok(status) => axum::Json(status).into_response(),
         Err(e) => store_error(&e),
@@ -399,11 +407,7 @@ async fn contact(
     State(state): State<Arc<AdminState>>,
     Path(id): Path<String>,
     Query(query): Query<TraceQuery>,
-    headers: HeaderMap,
 ) -> Response {
-    if !authorised(&headers, &state.admin_token_sha256) {
-        return unauthorised();
-    }
     let limit = query.limit.unwrap_or(1_000).clamp(1, 100_000);
     match state.core.store.contact_trace(&id, limit).await {
         Ok(Some(trace)) => axum::Json(trace).into_response(),

@@ -151,16 +151,13 @@ pub async fn hold_back_suppressed(
 
 struct RespectState {
     core: Arc<Core>,
-    admin_token_sha256: String,
     webhook_secret: String,
 }
 
-/// The contact-facing routes (signed links), the provider webhook and the admin routes
-/// of the suppression list and double opt-in statistics.
-pub fn router(core: Arc<Core>, admin_token_sha256: String, webhook_secret: String) -> Router {
+/// The contact-facing routes (signed links) and the provider webhook.
+pub fn router(core: Arc<Core>, webhook_secret: String) -> Router {
     let state = Arc::new(RespectState {
         core,
-        admin_token_sha256,
         webhook_secret,
     });
     Router::new()
@@ -176,6 +173,17 @@ pub fn router(core: Arc<Core>, admin_token_sha256: String, webhook_secret: Strin
         .route("/o/{token}", get(open_pixel))
         .route("/c/{token}", get(click))
         .route("/v1/webhooks/email", axum::routing::post(email_webhook))
+        .with_state(state)
+}
+
+/// The admin routes of the suppression list and double opt-in statistics, to be put
+/// behind the admin token ([`crate::admin::behind_token`]).
+pub fn admin_router(core: Arc<Core>) -> Router {
+    let state = Arc::new(RespectState {
+        core,
+        webhook_secret: String::new(),
+    });
+    Router::new()
         .route(
             "/admin/suppressions",
             get(list_suppressions)
@@ -838,20 +846,6 @@ async fn email_webhook(state: Shared, headers: HeaderMap, body: Bytes) -> Respon
 
 // ------------------------------------------------------------------ admin
 
-fn admin_authorised(state: &RespectState, headers: &HeaderMap) -> Option<Response> {
-    let ok = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| !t.is_empty() && secret_hash(t.trim()) == state.admin_token_sha256);
-    (!ok).then(|| {
-        error(
-            StatusCode::UNAUTHORIZED,
-            "the admin API needs `Authorization: Bearer <admin token>`",
-        )
-    })
-}
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuppressionQuery {
@@ -890,14 +884,7 @@ fn bad_request(message: String) -> Response {
 }
 
 /// `GET /admin/suppressions[?channel=&address=]`.
-async fn list_suppressions(
-    state: Shared,
-    headers: HeaderMap,
-    Query(q): Query<SuppressionQuery>,
-) -> Response {
-    if let Some(r) = admin_authorised(&state, &headers) {
-        return r;
-    }
+async fn list_suppressions(state: Shared, Query(q): Query<SuppressionQuery>) -> Response {
     let filter = match &q.address {
         Some(_) => match parse_target(q.channel.as_deref(), q.address.as_deref()) {
             Ok(t) => Some(t),
@@ -917,10 +904,7 @@ async fn list_suppressions(
 }
 
 /// `POST /admin/suppressions` with `{channel?, address, reason}`.
-async fn add_suppression(state: Shared, headers: HeaderMap, body: Bytes) -> Response {
-    if let Some(r) = admin_authorised(&state, &headers) {
-        return r;
-    }
+async fn add_suppression(state: Shared, body: Bytes) -> Response {
     let q: SuppressionQuery = match serde_json::from_slice(&body) {
         Ok(q) => q,
         Err(e) => {
@@ -954,14 +938,7 @@ async fn add_suppression(state: Shared, headers: HeaderMap, body: Bytes) -> Resp
 }
 
 /// `DELETE /admin/suppressions?channel=&address=&reason=`.
-async fn remove_suppression(
-    state: Shared,
-    headers: HeaderMap,
-    Query(q): Query<SuppressionQuery>,
-) -> Response {
-    if let Some(r) = admin_authorised(&state, &headers) {
-        return r;
-    }
+async fn remove_suppression(state: Shared, Query(q): Query<SuppressionQuery>) -> Response {
     let (channel, address) = match parse_target(q.channel.as_deref(), q.address.as_deref()) {
         Ok(t) => t,
         Err(m) => return bad_request(m),
@@ -986,10 +963,7 @@ async fn remove_suppression(
 }
 
 /// `GET /admin/double-opt-in`: confirmations requested and activated, by consent.
-async fn double_opt_in_stats(state: Shared, headers: HeaderMap) -> Response {
-    if let Some(r) = admin_authorised(&state, &headers) {
-        return r;
-    }
+async fn double_opt_in_stats(state: Shared) -> Response {
     match state.core.store.double_opt_in_stats().await {
         Ok(stats) => {
             let consents: Vec<Json> = stats

@@ -359,18 +359,15 @@ pub async fn run_with_clock(
             core.clone(),
             callback_keys,
         ))
-        .merge(admin::router(
-            core.clone(),
+        .merge(admin::open_router(core.clone()))
+        .merge(admin::behind_token(
+            admin::router(core.clone())
+                .merge(admin::test_send_router(core.clone(), test_sender))
+                .merge(crate::respect::admin_router(core.clone())),
             credentials.admin_token_sha256.clone(),
-        ))
-        .merge(admin::test_send_router(
-            core.clone(),
-            credentials.admin_token_sha256.clone(),
-            test_sender,
         ))
         .merge(crate::respect::router(
             core.clone(),
-            credentials.admin_token_sha256.clone(),
             credentials.webhook_secret.clone(),
         ))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(

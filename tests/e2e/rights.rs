@@ -425,3 +425,76 @@ fn stats_export_and_erase_through_the_cli() {
     assert_eq!(export["runs"].as_array().map(Vec::len), Some(1), "{export}");
     assert_eq!(stage(&stats("abandoned_cart"), "entered"), 4);
 }
+
+/// Every admin route answers 401 without the admin token, or with a wrong one, before
+/// it reads its path, query or body (so a malformed request says 401, not 400), and
+/// changes nothing; health and metrics are open.
+#[test]
+fn every_admin_route_wants_the_token_before_anything_else() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    copy_dir(&repo_root().join("examples/abandoned-cart"), dir.path());
+    let daemon = Daemon::start(dir.path());
+    let routes = [
+        ("POST", "/admin/deploy"),
+        ("GET", "/admin/status"),
+        ("GET", "/admin/messages?state=nonsense"),
+        ("GET", "/admin/events?from=nonsense"),
+        ("GET", "/admin/plan"),
+        ("GET", "/admin/contacts/ana"),
+        ("GET", "/admin/contacts/ana/export"),
+        ("GET", "/admin/contacts/ana/trace?limit=nonsense"),
+        ("POST", "/admin/contacts/ana/erase"),
+        ("POST", "/admin/contacts/import"),
+        ("GET", "/admin/stats"),
+        ("POST", "/admin/journeys/abandoned_cart/pause"),
+        ("POST", "/admin/journeys/abandoned_cart/resume"),
+        ("POST", "/admin/templates/cart_reminder/test-send"),
+        ("GET", "/admin/suppressions"),
+        ("POST", "/admin/suppressions"),
+        (
+            "DELETE",
+            "/admin/suppressions?channel=email&address=a%40example.com",
+        ),
+        ("GET", "/admin/double-opt-in"),
+    ];
+    for (method, path) in routes {
+        for token in [None, Some("at_wrong")] {
+            let mut request = daemon
+                .http
+                .request(
+                    method.parse().expect("a method"),
+                    format!("{}{path}", daemon.url),
+                )
+                .header("Content-Type", "application/json")
+                .body("{not json");
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            let response = request.send().expect("the daemon answers");
+            assert_eq!(
+                response.status().as_u16(),
+                401,
+                "{method} {path} with {token:?}"
+            );
+            assert_eq!(
+                response
+                    .headers()
+                    .get("www-authenticate")
+                    .map(|v| v.as_bytes()),
+                Some(&b"Bearer"[..]),
+                "{method} {path}"
+            );
+        }
+    }
+    // Nothing was paused by the refused requests.
+    let status = daemon.json(&["status", "--format", "json"]);
+    assert_eq!(status["paused"], json!([]), "{status}");
+    for open in ["/healthz", "/metrics"] {
+        let response = daemon
+            .http
+            .get(format!("{}{open}", daemon.url))
+            .send()
+            .expect("the daemon answers");
+        assert_eq!(response.status().as_u16(), 200, "{open}");
+    }
+}
