@@ -82,7 +82,8 @@ struct Pool {
     port: u16,
     tls: Option<(TlsMode, TlsParameters)>,
     hello: ClientId,
-    credentials: Option<Credentials>,
+    /// The user (for messages) and the credentials to log in with.
+    credentials: Option<(String, Credentials)>,
     /// At most `size` exchanges (so connections) at once.
     permits: Semaphore,
     size: usize,
@@ -119,7 +120,10 @@ impl SmtpChannel {
             mode => Some((mode, tls_parameters()?)),
         };
         let credentials = match (&config.username, &config.password) {
-            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password.clone())),
+            (Some(user), Some(password)) => Some((
+                user.clone(),
+                Credentials::new(user.clone(), password.clone()),
+            )),
             (Some(user), None) => {
                 return Err(format!(
                     "the SMTP user `{user}` has no password: set CAIRN_SMTP_PASSWORD or \
@@ -265,7 +269,13 @@ impl Pool {
             }
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
         }
-        .map_err(|e| classify(&e))?;
+        // A server that turns the connection away (a 554 greeting) says nothing of the
+        // message: it waits for a retry.
+        .map_err(|e| {
+            Delivery::Retry(format!(
+                "the SMTP server {server} refused the connection: {e}"
+            ))
+        })?;
         if let Some((TlsMode::Starttls, parameters)) = &self.tls {
             if !connection.can_starttls() {
                 connection.abort().await;
@@ -279,11 +289,16 @@ impl Pool {
                 .await
                 .map_err(handshake)?;
         }
-        if let Some(credentials) = &self.credentials {
-            connection
-                .auth(DEFAULT_MECHANISMS, credentials)
-                .await
-                .map_err(|e| classify(&e))?;
+        // Refused credentials are the configuration's fault, not the message's: it
+        // waits for a retry (and goes once the password is right) instead of failing.
+        if let Some((user, credentials)) = &self.credentials
+            && let Err(e) = connection.auth(DEFAULT_MECHANISMS, credentials).await
+        {
+            connection.abort().await;
+            return Err(Delivery::Retry(format!(
+                "the SMTP server {server} refused the login of `{user}`: {e} (check \
+                 CAIRN_SMTP_USER and CAIRN_SMTP_PASSWORD)"
+            )));
         }
         Ok(connection)
     }
@@ -330,6 +345,13 @@ impl AsyncTokioStream for Encrypted {
 
 /// What an SMTP error means for the message: the server's reason is kept.
 fn classify(e: &lettre::transport::smtp::Error) -> Delivery {
+    // 530: the server wants a login first: the configuration's fault, not the message's.
+    if e.status().is_some_and(|code| code.to_string() == "530") {
+        return Delivery::Retry(format!(
+            "the SMTP server wants a login before it takes mail: {e} (set CAIRN_SMTP_USER \
+             and CAIRN_SMTP_PASSWORD)"
+        ));
+    }
     if e.is_permanent() {
         Delivery::Failed(
             ErrorKind::Rejected,

@@ -282,6 +282,76 @@ async fn email_reaches_a_real_smtp_server_with_its_structure_and_headers() {
     .await;
 }
 
+/// A server that wants a login (aiosmtpd with an authenticator): without credentials and
+/// with a wrong password the messages wait, explained, instead of failing; with the
+/// right ones they go, logged in as the configured user.
+#[tokio::test]
+async fn smtp_login_is_required_and_wrong_credentials_hold_messages_back() {
+    crate::store::tests::on_both("smtp_auth", |store| async move {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let maildir = dir.path().join("mail");
+        let port = free_port();
+        let Some(python) = bench::test_python("smtp_auth") else {
+            return;
+        };
+        let options = [
+            std::ffi::OsStr::new("--auth"),
+            std::ffi::OsStr::new("cairn:s3cret"),
+        ];
+        let _server = bench::SmtpSink::start_with(&python, port, &maildir, false, &options)
+            .unwrap_or_else(|e| panic!("{PYTHON_VAR} is set, but {e}"));
+        let body = json!({"subject": "Hello", "html": "<p>Hello</p>"});
+        queue(&store, vec![email("a_login", "ana@example.com", body)]).await;
+        let core = core(store.clone());
+        let with = |user: Option<&str>, password: Option<&str>| {
+            let mut config = smtp_config(dir.path(), port);
+            if let Some(smtp) = config.smtp.as_mut() {
+                smtp.username = user.map(str::to_string);
+                smtp.password = password.map(str::to_string);
+            }
+            Dispatcher::new(core.clone(), config).expect("channels")
+        };
+
+        // No login: 530 at MAIL FROM.
+        with(None, None).dispatch_once().await.expect("dispatch");
+        let row = message(&store, "a_login").await;
+        assert_eq!(row.state, "pending", "{row:?}");
+        assert_eq!(row.error_kind.as_deref(), Some("temporary"), "{row:?}");
+        let reason = row.last_error.clone().unwrap_or_default();
+        assert!(
+            reason.contains("530") && reason.contains("CAIRN_SMTP_USER"),
+            "{reason}"
+        );
+
+        // A wrong password: 535 at AUTH.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        with(Some("cairn"), Some("wrong"))
+            .dispatch_once()
+            .await
+            .expect("dispatch");
+        let row = message(&store, "a_login").await;
+        assert_eq!(row.state, "pending", "{row:?}");
+        assert_eq!(row.attempts, 2, "{row:?}");
+        let reason = row.last_error.clone().unwrap_or_default();
+        assert!(
+            reason.contains("refused the login of `cairn`") && reason.contains("535"),
+            "{reason}"
+        );
+        assert!(received(&maildir).is_empty());
+
+        // The right password: sent once, logged in.
+        let dispatcher = with(Some("cairn"), Some("s3cret"));
+        settle(&dispatcher, &store, 10).await;
+        let row = message(&store, "a_login").await;
+        assert_eq!(row.state, "sent", "{row:?}");
+        let mail = received(&maildir);
+        assert_eq!(mail.len(), 1, "{mail:?}");
+        assert_eq!(mail[0]["auth_login"], json!("cairn"));
+        assert_eq!(mail[0]["rcpt_tos"], json!(["ana@example.com"]));
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn smtp_failures_retry_or_fail_with_the_servers_reason_and_nothing_is_lost() {
     crate::store::tests::on_both("smtp_failures", |store| async move {

@@ -20,6 +20,10 @@ count is printed when the server stops (SIGTERM or SIGINT).
 With `--tls-cert CERT.pem --tls-key KEY.pem`, the server offers STARTTLS and requires
 it before any mail command (`--tls starttls`, the default) or speaks TLS from the first
 byte (`--tls implicit`).
+
+With `--auth USER:PASSWORD`, the server requires `AUTH` (PLAIN or LOGIN, allowed
+without TLS) with exactly these credentials before any mail command, answers 535 to
+others, and records the login in each message's `N.json` (`auth_login`).
 """
 
 import argparse
@@ -35,6 +39,22 @@ import sys
 import threading
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+
+def authenticator_for(user, password):
+    def authenticate(server, session, envelope, mechanism, auth_data):
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login.decode() == user
+            and auth_data.password.decode() == password
+        )
+        # `handled=False`: aiosmtpd answers 535 itself on a failure.
+        return AuthResult(
+            success=ok, handled=False, auth_data=auth_data.login.decode() if ok else None
+        )
+
+    return authenticate
 
 
 class Handler:
@@ -84,6 +104,7 @@ class Handler:
             "headers": {k: str(v) for k, v in message.items()},
             "parts": parts,
             "defects": [str(d) for d in message.defects],
+            "auth_login": session.auth_data if session.authenticated else None,
         }
         path = os.path.join(self.maildir, "%d" % n)
         with open(path + ".eml.tmp", "wb") as f:
@@ -103,6 +124,7 @@ def main():
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--tls", choices=["starttls", "implicit"], default="starttls")
+    parser.add_argument("--auth")
     args = parser.parse_args()
     os.makedirs(args.maildir, exist_ok=True)
     handler = Handler(args.maildir, args.count_only)
@@ -115,6 +137,11 @@ def main():
         else:
             options["tls_context"] = context
             options["require_starttls"] = True
+    if args.auth:
+        user, password = args.auth.split(":", 1)
+        options["authenticator"] = authenticator_for(user, password)
+        options["auth_required"] = True
+        options["auth_require_tls"] = False
     controller = Controller(
         handler,
         hostname="127.0.0.1",
