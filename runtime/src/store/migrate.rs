@@ -55,6 +55,43 @@ const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// An existing store brought to this binary's schema: said in the log before and
+/// after, since a migration may go through a large table (migration 6 indexes every event).
+struct Upgrade {
+    from: i64,
+    started: std::time::Instant,
+}
+
+impl Upgrade {
+    /// `None` for a new store or one already at [`SCHEMA_VERSION`].
+    fn start(applied: &BTreeSet<i64>) -> Option<Upgrade> {
+        let from = applied.iter().copied().max()?;
+        (from < SCHEMA_VERSION).then(|| {
+            tracing::info!(
+                from,
+                to = SCHEMA_VERSION,
+                "upgrading the store's schema; on a large store this can take minutes"
+            );
+            Upgrade {
+                from,
+                started: std::time::Instant::now(),
+            }
+        })
+    }
+}
+
+/// Logs the end of an upgrade [`Upgrade::start`] began.
+fn upgraded(upgrade: Option<Upgrade>) {
+    if let Some(upgrade) = upgrade {
+        tracing::info!(
+            from = upgrade.from,
+            to = SCHEMA_VERSION,
+            seconds = upgrade.started.elapsed().as_secs_f64(),
+            "the store's schema is upgraded"
+        );
+    }
+}
+
 /// The schema version this binary writes: the highest migration it has.
 pub const SCHEMA_VERSION: i64 = 6;
 
@@ -79,6 +116,7 @@ impl Store {
                 sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
                 let applied: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *tx).await?;
                 let applied = check(applied.into_iter().collect())?;
+                let upgrade = Upgrade::start(&applied);
                 for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
                     sqlx::raw_sql(m.sqlite).execute(&mut *tx).await?;
                     sqlx::query(RECORD)
@@ -89,6 +127,7 @@ impl Store {
                         .await?;
                 }
                 tx.commit().await?;
+                upgraded(upgrade);
             }
             Pools::Postgres(pool) => {
                 let mut tx = pool.begin().await?;
@@ -99,6 +138,7 @@ impl Store {
                 sqlx::raw_sql(CREATE_TABLE).execute(&mut *tx).await?;
                 let applied: Vec<i64> = sqlx::query_scalar(APPLIED).fetch_all(&mut *tx).await?;
                 let applied = check(applied.into_iter().collect())?;
+                let upgrade = Upgrade::start(&applied);
                 for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
                     sqlx::raw_sql(m.postgres).execute(&mut *tx).await?;
                     sqlx::query(RECORD)
@@ -109,6 +149,7 @@ impl Store {
                         .await?;
                 }
                 tx.commit().await?;
+                upgraded(upgrade);
             }
         }
         Ok(())
