@@ -16,6 +16,35 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+/// Told how far the bench has got: the phase (`ingestion`, `engine: runs started`,
+/// `engine: timers fired`, `memory: timers scheduled`), what is done and the total.
+#[derive(Clone, Default)]
+pub struct Progress(Option<Arc<ReportProgress>>);
+
+type ReportProgress = dyn Fn(&str, u64, u64) + Send + Sync;
+
+impl Progress {
+    pub fn new(report: impl Fn(&str, u64, u64) + Send + Sync + 'static) -> Progress {
+        Progress(Some(Arc::new(report)))
+    }
+
+    fn report(&self, phase: &str, done: usize, total: usize) {
+        if let Some(report) = &self.0 {
+            report(phase, done as u64, total as u64);
+        }
+    }
+}
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Progress"
+        } else {
+            "Progress(none)"
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     /// Events to send in all.
@@ -31,6 +60,7 @@ pub struct BenchOptions {
     /// Drive this daemon instead of starting one (needs `write_key`).
     pub server: Option<String>,
     pub write_key: Option<String>,
+    pub progress: Progress,
 }
 
 impl Default for BenchOptions {
@@ -43,6 +73,7 @@ impl Default for BenchOptions {
             database_url: None,
             server: None,
             write_key: None,
+            progress: Progress::default(),
         }
     }
 }
@@ -248,6 +279,7 @@ async fn drive(
         .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(0));
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.connections.max(1))
         .timeout(Duration::from_secs(120))
@@ -261,6 +293,7 @@ async fn drive(
         let next = next.clone();
         let url = format!("{url}/v1/batch");
         let key = write_key.to_string();
+        let (done, progress, events) = (done.clone(), options.progress.clone(), options.events);
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -289,6 +322,12 @@ async fn drive(
                         return Err(BenchError::Refused { status, body });
                     }
                     latencies.push(sent.elapsed());
+                    let sent = batch.min(events - i * batch);
+                    progress.report(
+                        "ingestion",
+                        done.fetch_add(sent, Ordering::Relaxed) + sent,
+                        events,
+                    );
                     break;
                 }
             }
@@ -423,6 +462,7 @@ pub struct EngineOptions {
     pub database_url: Option<String>,
     pub connections: usize,
     pub batch: usize,
+    pub progress: Progress,
 }
 
 impl Default for EngineOptions {
@@ -434,6 +474,7 @@ impl Default for EngineOptions {
             database_url: None,
             connections: 4,
             batch: 500,
+            progress: Progress::default(),
         }
     }
 }
@@ -610,7 +651,12 @@ fn rss_mib() -> f64 {
 
 /// Sends `count` events named `event` (wire name), one per contact `prefix-i`, in
 /// batches from `connections` clients, at `rate` events/s (0: unpaced). Bodies are made
-/// as they are sent, so a million events cost no memory up front.
+/// as they are sent, so a million events cost no memory up front. Progress is reported
+/// as `phase`, `before` plus what was sent, out of `total`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one private helper of two phases"
+)]
 async fn send_paced(
     client: &reqwest::Client,
     url: &str,
@@ -619,14 +665,17 @@ async fn send_paced(
     count: usize,
     options: &EngineOptions,
     rate: usize,
+    (phase, before, total): (&'static str, usize, usize),
 ) -> Result<(), BenchError> {
     let batch = options.batch.max(1);
     let requests = count.div_ceil(batch);
     let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicUsize::new(before));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..options.connections.max(1) {
         let (client, next) = (client.clone(), next.clone());
+        let (done, progress) = (done.clone(), options.progress.clone());
         let (url, event, prefix) = (
             format!("{url}/v1/batch"),
             event.to_string(),
@@ -671,6 +720,8 @@ async fn send_paced(
                         let body = response.text().await.unwrap_or_default();
                         return Err(BenchError::Refused { status, body });
                     }
+                    let sent = end - start;
+                    progress.report(phase, done.fetch_add(sent, Ordering::Relaxed) + sent, total);
                     break;
                 }
             }
@@ -748,6 +799,7 @@ async fn engine_phases(
         options.runs,
         options,
         options.rate,
+        ("engine: runs started", 0, options.runs),
     )
     .await;
     let _ = stop_sampling.send(true);
@@ -759,6 +811,15 @@ async fn engine_phases(
     let deadline = Instant::now() + Duration::from_secs(600);
     let after = loop {
         let now = counters(&client, url).await?;
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "counts of this bench's timers"
+        )]
+        options.progress.report(
+            "engine: timers fired",
+            now.timers_fired.saturating_sub(before.timers_fired) as usize,
+            2 * options.runs,
+        );
         if now.timers_fired >= wanted {
             break now;
         }
@@ -813,6 +874,7 @@ async fn engine_phases(
             n,
             options,
             0,
+            ("memory: timers scheduled", done, options.timers),
         )
         .await?;
         done += n;
@@ -831,7 +893,64 @@ async fn engine_phases(
 
 #[cfg(test)]
 mod tests {
-    use super::steady_rate;
+    use super::{BenchOptions, Progress, run, steady_rate};
+    use std::sync::{Arc, Mutex};
+
+    /// Ingestion reports its progress as batches are accepted, and ends at the total.
+    #[tokio::test]
+    async fn ingestion_reports_its_progress_up_to_every_event() {
+        use cairn_plan::schema::{Event, Field, Type, builtin_events};
+        let mut plan = cairn_plan::Plan::new("shop");
+        for event in builtin_events() {
+            plan.schema.events.insert(event.name.clone(), event);
+        }
+        plan.schema.events.insert(
+            "signup".into(),
+            Event {
+                name: "signup".into(),
+                wire_name: Some("Signed Up".into()),
+                fields: vec![Field {
+                    name: "form".into(),
+                    ty: Type::scalar("string"),
+                    optional: false,
+                    default: None,
+                }],
+                builtin: false,
+            },
+        );
+        plan.seal();
+        let reports: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
+        let sink = reports.clone();
+        let options = BenchOptions {
+            events: 1_050,
+            batch: 100,
+            connections: 2,
+            contacts: 50,
+            progress: Progress::new(move |phase, done, total| {
+                if let Ok(mut reports) = sink.lock() {
+                    reports.push((phase.to_string(), done, total));
+                }
+            }),
+            ..BenchOptions::default()
+        };
+        let report = run(plan, &options).await.expect("the bench runs");
+        assert_eq!(report.events, 1_050);
+        let reports = reports.lock().expect("reports").clone();
+        // One report per request (11: ten of 100, one of 50), each for all 1,050.
+        assert_eq!(reports.len(), 11, "{reports:?}");
+        assert!(
+            reports
+                .iter()
+                .all(|(phase, _, total)| phase == "ingestion" && *total == 1_050)
+        );
+        let mut done: Vec<u64> = reports.iter().map(|r| r.1).collect();
+        done.sort_unstable();
+        assert_eq!(done.last(), Some(&1_050), "{reports:?}");
+        assert!(
+            done.windows(2).all(|w| w[0] < w[1]),
+            "each report counts more: {done:?}"
+        );
+    }
 
     #[test]
     fn steady_rate_spans_from_the_start_of_the_window_to_the_last_sample() {

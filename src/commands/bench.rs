@@ -8,8 +8,12 @@ use super::CommandResult;
 use super::deploy::project_plan;
 use crate::Outcome;
 use crate::cli::BenchArgs;
-use cairn_runtime::bench::{BenchOptions, EngineOptions, run_blocking, run_engine_blocking};
+use cairn_runtime::bench::{
+    BenchOptions, EngineOptions, Progress, run_blocking, run_engine_blocking,
+};
+use std::io::IsTerminal as _;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 /// The engine part's project: a journey moved by two timers, and one that holds its
 /// contact on a 30-day timer.
@@ -52,6 +56,7 @@ pub fn run(args: &BenchArgs) -> CommandResult {
             .write_key
             .clone()
             .or_else(|| std::env::var("CAIRN_WRITE_KEY").ok()),
+        progress: progress_bars(),
     };
     if cfg!(debug_assertions) {
         eprintln!(
@@ -70,11 +75,45 @@ pub fn run(args: &BenchArgs) -> CommandResult {
         database_url: args.database.clone(),
         connections: args.connections,
         batch: args.batch,
+        progress: options.progress.clone(),
     };
     let report =
         run_engine_blocking(engine_plan()?, &engine).map_err(|e| miette::miette!("{e}"))?;
     println!("{report}");
     Ok(Outcome::Ok)
+}
+
+/// A progress bar on stderr for the phase under way, replaced when the next begins and
+/// cleared when it is done; nothing when stderr is not a terminal.
+fn progress_bars() -> Progress {
+    if !std::io::stderr().is_terminal() {
+        return Progress::default();
+    }
+    let current: Arc<Mutex<Option<(String, indicatif::ProgressBar)>>> = Arc::default();
+    Progress::new(move |phase, done, total| {
+        let Ok(mut current) = current.lock() else {
+            return;
+        };
+        if current.as_ref().is_none_or(|(p, _)| p != phase) {
+            if let Some((_, bar)) = current.take() {
+                bar.finish_and_clear();
+            }
+            let bar = indicatif::ProgressBar::new(total);
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg} {bar:30} {human_pos}/{human_len} ({elapsed}, {eta} left)",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            bar.set_style(style);
+            bar.set_message(phase.to_string());
+            *current = Some((phase.to_string(), bar));
+        }
+        if let Some((_, bar)) = current.as_ref() {
+            bar.set_position(done.max(bar.position()));
+            if done >= total {
+                bar.finish_and_clear();
+            }
+        }
+    })
 }
 
 /// Builds the engine part's project in a scratch folder.
