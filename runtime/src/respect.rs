@@ -254,6 +254,11 @@ async fn feed(
     payload: Json,
     message_id: Option<String>,
 ) -> Result<(), StoreError> {
+    // A test message's links (`cairn preview --send-to`) are signed for a contact that
+    // does not exist: following them shows the pages and changes nothing.
+    if contact == crate::admin::TEST_CONTACT {
+        return Ok(());
+    }
     let now = core.now();
     let input = Input {
         user_id: Some(contact.to_string()),
@@ -1072,6 +1077,48 @@ mod tests {
 
     async fn outcome_kinds(store: &Store) -> Vec<(String, Json)> {
         store.all_outcomes().await.expect("outcomes")
+    }
+
+    /// The links of a test message (signed for the test-send contact) show their pages
+    /// but record nothing: no contact appears, nothing is unsubscribed or consented.
+    #[tokio::test]
+    async fn a_test_messages_links_change_nothing() {
+        on_both("respect_test_send", |store| async move {
+            let core = setup(&store, Vec::new()).await;
+            let test = crate::admin::TEST_CONTACT;
+            let state = || {
+                State(Arc::new(RespectState {
+                    core: core.clone(),
+                    webhook_secret: String::new(),
+                }))
+            };
+            let token = |url: String| url.rsplit('/').next().unwrap_or_default().to_string();
+            let secret = core.links.secret.clone();
+            let unsubscribe_token = token(links::unsubscribe_url("https://x", &secret, test, "0"));
+            let response = unsubscribe(state(), Path(unsubscribe_token)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let preferences_token = token(links::preferences_url("https://x", &secret, test));
+            let response = preferences(
+                state(),
+                Path(preferences_token),
+                Bytes::from_static(b"consent=email_marketing"),
+            )
+            .await;
+            assert!(response.status().is_success(), "{}", response.status());
+            assert!(
+                store.export_contact(test).await.expect("export").is_none(),
+                "the test contact was created"
+            );
+            let suppressed = store.suppressions(None).await.expect("suppressions");
+            assert!(suppressed.is_empty(), "{suppressed:?}");
+            // Ana's own links still work.
+            let ana = token(links::unsubscribe_url("https://x", &secret, "ana", "0"));
+            let response = unsubscribe(state(), Path(ana)).await;
+            assert_eq!(response.status(), StatusCode::OK);
+            let names = store.event_names("ana").await.expect("events");
+            assert!(names.iter().any(|n| n == "unsubscribed"), "{names:?}");
+        })
+        .await;
     }
 
     /// The race: the dispatcher has claimed the message, then Ana unsubscribes, then
