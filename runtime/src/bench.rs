@@ -899,25 +899,7 @@ mod tests {
     /// Ingestion reports its progress as batches are accepted, and ends at the total.
     #[tokio::test]
     async fn ingestion_reports_its_progress_up_to_every_event() {
-        use cairn_plan::schema::{Event, Field, Type, builtin_events};
-        let mut plan = cairn_plan::Plan::new("shop");
-        for event in builtin_events() {
-            plan.schema.events.insert(event.name.clone(), event);
-        }
-        plan.schema.events.insert(
-            "signup".into(),
-            Event {
-                name: "signup".into(),
-                wire_name: Some("Signed Up".into()),
-                fields: vec![Field {
-                    name: "form".into(),
-                    ty: Type::scalar("string"),
-                    optional: false,
-                    default: None,
-                }],
-                builtin: false,
-            },
-        );
+        let mut plan = crate::test_plans::with_signup("shop");
         plan.seal();
         let reports: Arc<Mutex<Vec<(String, u64, u64)>>> = Arc::default();
         let sink = reports.clone();

@@ -50,6 +50,8 @@ pub mod sim;
 pub mod simulate;
 pub mod stats;
 pub mod store;
+#[cfg(test)]
+mod test_plans;
 pub mod testkit;
 pub mod time;
 pub mod trace;

@@ -650,37 +650,20 @@ mod tests {
     use super::*;
     use crate::store::tests::TestSchema;
     use cairn_plan::journey::{Journey, Reentry, Step, StepKind, Trigger};
-    use cairn_plan::schema::{Consent, Event, Field, Type, builtin_events};
+    use cairn_plan::schema::{Consent, Field, Type};
     use cairn_plan::{Channel, StepId, Template, TemplatePart};
     use serde_json::json;
     use std::collections::BTreeMap;
 
     /// `journey welcome { when signup; hi: send email hello; wait 1s; again: send email hello }`
     fn plan() -> Plan {
-        let mut plan = Plan::new("shop");
+        let mut plan = crate::test_plans::with_signup("shop");
         plan.schema.contact = vec![Field {
             name: "email".into(),
             ty: Type::scalar("email"),
             optional: true,
             default: None,
         }];
-        for event in builtin_events() {
-            plan.schema.events.insert(event.name.clone(), event);
-        }
-        plan.schema.events.insert(
-            "signup".into(),
-            Event {
-                name: "signup".into(),
-                wire_name: Some("Signed Up".into()),
-                fields: vec![Field {
-                    name: "form".into(),
-                    ty: Type::scalar("string"),
-                    optional: false,
-                    default: None,
-                }],
-                builtin: false,
-            },
-        );
         plan.schema.consents.insert(
             "email_marketing".into(),
             Consent {

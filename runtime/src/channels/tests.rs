@@ -784,33 +784,16 @@ async fn sms_and_push_go_through_http_providers_and_bad_input_is_explained() {
 /// `journey welcome { when signup; hi: send sms hello }` with a `phone` field.
 fn sms_plan() -> cairn_plan::Plan {
     use cairn_plan::journey::{Journey, Reentry, Step, StepKind, Trigger};
-    use cairn_plan::schema::{Event, Field, Type, builtin_events};
+    use cairn_plan::schema::{Field, Type};
     use cairn_plan::{Channel, StepId, Template, TemplatePart};
     use std::collections::BTreeMap;
-    let mut plan = cairn_plan::Plan::new("shop");
+    let mut plan = crate::test_plans::with_signup("shop");
     plan.schema.contact = vec![Field {
         name: "phone".into(),
         ty: Type::scalar("phone"),
         optional: true,
         default: None,
     }];
-    for event in builtin_events() {
-        plan.schema.events.insert(event.name.clone(), event);
-    }
-    plan.schema.events.insert(
-        "signup".into(),
-        Event {
-            name: "signup".into(),
-            wire_name: Some("Signed Up".into()),
-            fields: vec![Field {
-                name: "form".into(),
-                ty: Type::scalar("string"),
-                optional: false,
-                default: None,
-            }],
-            builtin: false,
-        },
-    );
     plan.templates.insert(
         "hello".into(),
         Template {
