@@ -33,6 +33,32 @@ impl Progress {
             report(phase, done as u64, total as u64);
         }
     }
+
+    /// Counts a phase's work, done by several tasks, from `before` up to `total`.
+    fn tally(&self, phase: &'static str, before: usize, total: usize) -> Tally {
+        Tally {
+            progress: self.clone(),
+            phase,
+            done: Arc::new(AtomicUsize::new(before)),
+            total,
+        }
+    }
+}
+
+/// A phase's count of work done, shared by its tasks; each step is reported.
+#[derive(Clone)]
+struct Tally {
+    progress: Progress,
+    phase: &'static str,
+    done: Arc<AtomicUsize>,
+    total: usize,
+}
+
+impl Tally {
+    fn add(&self, n: usize) {
+        let done = self.done.fetch_add(n, Ordering::Relaxed) + n;
+        self.progress.report(self.phase, done, self.total);
+    }
 }
 
 impl std::fmt::Debug for Progress {
@@ -279,7 +305,7 @@ async fn drive(
         .collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(0));
+    let tally = options.progress.tally("ingestion", 0, options.events);
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.connections.max(1))
         .timeout(Duration::from_secs(120))
@@ -293,7 +319,7 @@ async fn drive(
         let next = next.clone();
         let url = format!("{url}/v1/batch");
         let key = write_key.to_string();
-        let (done, progress, events) = (done.clone(), options.progress.clone(), options.events);
+        let (tally, events) = (tally.clone(), options.events);
         tasks.spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -322,12 +348,7 @@ async fn drive(
                         return Err(BenchError::Refused { status, body });
                     }
                     latencies.push(sent.elapsed());
-                    let sent = batch.min(events - i * batch);
-                    progress.report(
-                        "ingestion",
-                        done.fetch_add(sent, Ordering::Relaxed) + sent,
-                        events,
-                    );
+                    tally.add(batch.min(events - i * batch));
                     break;
                 }
             }
@@ -651,8 +672,8 @@ fn rss_mib() -> f64 {
 
 /// Sends `count` events named `event` (wire name), one per contact `prefix-i`, in
 /// batches from `connections` clients, at `rate` events/s (0: unpaced). Bodies are made
-/// as they are sent, so a million events cost no memory up front. Progress is reported
-/// as `phase`, `before` plus what was sent, out of `total`.
+/// as they are sent, so a million events cost no memory up front. What is sent is
+/// counted in `tally`.
 #[expect(
     clippy::too_many_arguments,
     reason = "one private helper of two phases"
@@ -665,17 +686,16 @@ async fn send_paced(
     count: usize,
     options: &EngineOptions,
     rate: usize,
-    (phase, before, total): (&'static str, usize, usize),
+    tally: &Tally,
 ) -> Result<(), BenchError> {
     let batch = options.batch.max(1);
     let requests = count.div_ceil(batch);
     let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicUsize::new(before));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..options.connections.max(1) {
         let (client, next) = (client.clone(), next.clone());
-        let (done, progress) = (done.clone(), options.progress.clone());
+        let tally = tally.clone();
         let (url, event, prefix) = (
             format!("{url}/v1/batch"),
             event.to_string(),
@@ -720,8 +740,7 @@ async fn send_paced(
                         let body = response.text().await.unwrap_or_default();
                         return Err(BenchError::Refused { status, body });
                     }
-                    let sent = end - start;
-                    progress.report(phase, done.fetch_add(sent, Ordering::Relaxed) + sent, total);
+                    tally.add(end - start);
                     break;
                 }
             }
@@ -799,7 +818,9 @@ async fn engine_phases(
         options.runs,
         options,
         options.rate,
-        ("engine: runs started", 0, options.runs),
+        &options
+            .progress
+            .tally("engine: runs started", 0, options.runs),
     )
     .await;
     let _ = stop_sampling.send(true);
@@ -874,7 +895,9 @@ async fn engine_phases(
             n,
             options,
             0,
-            ("memory: timers scheduled", done, options.timers),
+            &options
+                .progress
+                .tally("memory: timers scheduled", done, options.timers),
         )
         .await?;
         done += n;
