@@ -270,11 +270,15 @@ impl Pool {
             _ => AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &self.hello).await,
         }
         // A server that turns the connection away (a 554 greeting) says nothing of the
-        // message: it waits for a retry.
+        // message: it waits for a retry, as it does after a 4xx greeting or a timeout.
         .map_err(|e| {
-            Delivery::Retry(format!(
-                "the SMTP server {server} refused the connection: {e}"
-            ))
+            if e.is_permanent() {
+                Delivery::Retry(format!(
+                    "the SMTP server {server} refused the connection: {e}"
+                ))
+            } else {
+                classify(&e)
+            }
         })?;
         if let Some((TlsMode::Starttls, parameters)) = &self.tls {
             if !connection.can_starttls() {
