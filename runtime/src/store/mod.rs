@@ -256,17 +256,23 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl(url.to_string()));
         };
-        store.migrate().await?;
-        store.fold_event_index().await?;
-        Ok(store)
+        store.prepared().await
     }
 
     /// The SQLite file at `path`, created when missing.
     pub async fn open_sqlite_file(path: &Path) -> Result<Store> {
-        let store = Store::open_sqlite(&path.to_string_lossy()).await?;
-        store.migrate().await?;
-        store.fold_event_index().await?;
-        Ok(store)
+        Store::open_sqlite(&path.to_string_lossy())
+            .await?
+            .prepared()
+            .await
+    }
+
+    /// A store just opened, brought to this binary's schema, with the events SQLite's
+    /// per-contact index lacks folded in.
+    async fn prepared(self) -> Result<Store> {
+        self.migrate().await?;
+        self.fold_event_index().await?;
+        Ok(self)
     }
 
     async fn open_sqlite(path: &str) -> Result<Store> {
