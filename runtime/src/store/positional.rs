@@ -36,18 +36,21 @@ pub(crate) fn positional<T: Serialize + ?Sized>(sql: &'static str, rows: &T) -> 
     Some(Positional { sql, rows })
 }
 
-/// Statements rewritten so far, by the statement's address and the fields of its rows
-/// (one statement may take rows of different types).
-type Rewritten = HashMap<(usize, Vec<String>), Option<Arc<str>>>;
+/// Statements rewritten so far, by the statement's address, then by the fields of its
+/// rows (one statement may take rows of different types: a short list, looked up
+/// without copying the fields).
+type Rewritten = HashMap<usize, Vec<(Vec<String>, Option<Arc<str>>)>>;
 static REWRITTEN: LazyLock<Mutex<Rewritten>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 fn rewritten(sql: &'static str, fields: &[String]) -> Option<Arc<str>> {
-    let key = (sql.as_ptr() as usize, fields.to_vec());
     let mut cache = REWRITTEN.lock().ok()?;
-    cache
-        .entry(key)
-        .or_insert_with(|| rewrite(sql, fields).map(Arc::from))
-        .clone()
+    let forms = cache.entry(sql.as_ptr() as usize).or_default();
+    if let Some((_, rewritten)) = forms.iter().find(|(f, _)| f.as_slice() == fields) {
+        return rewritten.clone();
+    }
+    let rewritten = rewrite(sql, fields).map(Arc::<str>::from);
+    forms.push((fields.to_vec(), rewritten.clone()));
+    rewritten
 }
 
 /// `sql` with every `value->>'name'` and `value->'name'` read by the position of `name`
